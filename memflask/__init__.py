@@ -1,0 +1,59 @@
+"""memflask: an in-memory key/value cache server over HTTP."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+import logging
+import time
+from typing import Any, Mapping, Optional
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from . import api, commands, config
+from .commands.base import CommandCounts, CommandError, Context
+from .registry import default_registry
+from .store import MemoryStore
+
+__all__ = ["create_app", "__version__"]
+
+
+def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
+    """Build the memflask app: settings, a fresh store and registry, the `/<verb>` blueprint."""
+    app = Flask(__name__, instance_relative_config=True)
+    config.load(app.config, test_config)
+
+    context = Context(
+        registry=default_registry.copy(),
+        counts=CommandCounts(),
+        max_key_bytes=app.config["MAX_KEY_BYTES"],
+        max_value_bytes=app.config["MAX_VALUE_BYTES"],
+        max_batch=app.config["MAX_BATCH"],
+        started=time.monotonic(),
+    )
+    store = MemoryStore(
+        max_keys=app.config["SIZE"],
+        max_bytes=app.config["MAX_BYTES"],
+        clock=app.config["CLOCK"],
+    )
+    app.extensions["memflask"] = api.State(store, context)
+
+    app.register_blueprint(api.bp)
+    app.register_error_handler(CommandError, api.command_error)
+    app.register_error_handler(HTTPException, api.http_error)
+    if app.config["APP_ENV"] != "production":
+        app.logger.setLevel(logging.INFO)
+        app.after_request(_log_request)
+    return app
+
+
+def _log_request(response: Response) -> Response:
+    """One line per request, as the original printed (off when APP_ENV=production)."""
+    from flask import current_app
+
+    current_app.logger.info("%s %s %s", request.method, request.full_path.rstrip("?"), response.status_code)
+    return response
+
+
+assert commands  # imported for its side effect: registering every verb

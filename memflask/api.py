@@ -1,0 +1,161 @@
+"""The HTTP layer: `/<verb>` looks the verb up in the registry and runs it. Knows no verb."""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple, Optional
+from urllib.parse import parse_qsl
+
+from flask import Blueprint, Request, Response, current_app, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from .commands.base import (
+    Command,
+    CommandError,
+    Conditions,
+    Context,
+    Params,
+    Result,
+    UnknownVerb,
+    ValidationError,
+    entity_tag,
+    params_from_json,
+    run,
+)
+from .store import Store
+
+bp = Blueprint("api", __name__)
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+# Parameters one request may carry: enough for the largest /mget, few enough to parse fast.
+EXTRA_FIELDS = 64
+
+
+class State(NamedTuple):
+    """Per-app state, kept in app.extensions["memflask"]."""
+
+    store: Store
+    context: Context
+
+
+class UnsupportedMediaType(CommandError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+@bp.route("/<verb>", methods=["GET", "POST", "HEAD"], provide_automatic_options=False)
+def dispatch(verb: str) -> Response:
+    state: State = current_app.extensions["memflask"]
+    command = state.context.registry.get(verb)
+    if command is None:
+        raise UnknownVerb(f"unknown verb {verb!r}")
+    if command.writes and request.method == "HEAD":
+        # HEAD must be safe; a write verb answers GET and POST only.
+        raise MethodNotAllowed(["GET", "POST"], f"/{verb} changes data: use GET or POST")
+    result = run(command, state.store, read_params(request, command, state.context))
+    return to_response(result)
+
+
+def read_params(req: Request, command: type[Command], context: Context) -> Params:
+    """Collect parameters from the query string and a form or JSON body, strictly as UTF-8."""
+    max_fields = context.max_batch + EXTRA_FIELDS
+    values = _parse_form(req.query_string, max_fields)
+    document = None
+    body = req.get_data(cache=False)
+    if body:
+        if req.mimetype == FORM:
+            _merge(values, _parse_form(body, max_fields))
+        elif req.mimetype == JSON:
+            document = _parse_json(body)
+            if isinstance(document, dict):
+                _merge(values, params_from_json(document))
+                document = None
+            elif not command.accepts_document:
+                raise ValidationError(f"/{command.name} needs a JSON object body", "invalid_body")
+        else:
+            raise UnsupportedMediaType(f"send the body as {FORM} or {JSON}")
+    return Params(
+        values,
+        context,
+        conditions=Conditions.from_headers(
+            req.headers.get("If-Match"), req.headers.get("If-None-Match")
+        ),
+        return_value=_prefers_representation(req.headers.get("Prefer")),
+        document=document,
+    )
+
+
+def _parse_form(data: bytes, max_fields: int) -> dict[str, list[str]]:
+    # Latin-1 maps each byte to one character, raw or %-escaped, so that the strict
+    # UTF-8 decode below sees the exact bytes the client sent.
+    try:
+        pairs = parse_qsl(
+            data.decode("latin-1"),
+            keep_blank_values=True,
+            encoding="latin-1",
+            max_num_fields=max_fields,
+        )
+    except ValueError:
+        raise ValidationError(f"more than {max_fields} parameters", "too_many_parameters") from None
+    values: dict[str, list[str]] = {}
+    try:
+        for name, value in pairs:
+            values.setdefault(_utf8(name), []).append(_utf8(value))
+    except UnicodeDecodeError:
+        raise ValidationError("parameters must be valid UTF-8", "invalid_encoding") from None
+    return values
+
+
+def _utf8(latin1: str) -> str:
+    return latin1.encode("latin-1").decode("utf-8")
+
+
+def _parse_json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise ValidationError("the JSON body must be valid UTF-8", "invalid_encoding") from None
+    except ValueError as error:
+        raise ValidationError(f"the body is not valid JSON: {error}", "invalid_json") from None
+
+
+def _merge(values: dict[str, list[str]], more: dict[str, list[str]]) -> None:
+    for name, extra in more.items():
+        values.setdefault(name, []).extend(extra)
+
+
+def _prefers_representation(prefer: Optional[str]) -> bool:
+    if not prefer:
+        return False
+    tokens = prefer.replace(";", ",").split(",")
+    return any(token.strip().lower() == "return=representation" for token in tokens)
+
+
+def to_response(result: Result) -> Response:
+    """Turn a command's result into a response: text value, JSON data, or no body."""
+    if result.value is not None:
+        response = Response(result.value, result.status, mimetype="text/plain")
+    elif result.data is not None:
+        response = current_app.json.response(result.data)
+        response.status_code = result.status
+    else:
+        response = Response(status=result.status)
+    if result.version is not None:
+        response.headers["ETag"] = entity_tag(result.version)
+    return response
+
+
+def command_error(error: CommandError) -> Response:
+    return to_response(error.result())
+
+
+def http_error(error: HTTPException) -> Response:
+    """Answer Werkzeug's own errors (404, 405, 413, 500...) with the same JSON error body."""
+    code = (error.name or "error").lower().replace(" ", "_")
+    response = current_app.json.response({"error": code, "message": error.description})
+    response.status_code = error.code or 500
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response

@@ -1,0 +1,100 @@
+"""Settings: defaults, then instance/config.py, then the environment; validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Optional
+
+from flask import Config
+
+MIB = 1024 * 1024
+
+DEFAULTS: dict[str, Any] = {
+    "HOST": "127.0.0.1",  # loopback unless the operator widens it
+    "PORT": 8000,
+    "THREADS": 8,  # waitress worker threads
+    "APP_ENV": "",  # "production" turns request logging off
+    "SIZE": 0,  # most keys held, 0 = no cap (the original's setting)
+    "MAX_KEY_BYTES": 250,
+    "MAX_VALUE_BYTES": MIB,
+    "MAX_BYTES": 64 * MIB,  # keys + values held, 0 = no cap
+    "MAX_BATCH": 1000,  # commands per /batch, keys per /mget
+    "CLOCK": None,  # a callable returning Unix seconds; None = the real time (tests inject one)
+}
+
+# name -> (smallest, largest) for the whole-number settings.
+INTEGER_SETTINGS = {
+    "PORT": (0, 65535),
+    "THREADS": (1, 1024),
+    "SIZE": (0, 2**63 - 1),
+    "MAX_KEY_BYTES": (1, MIB),
+    "MAX_VALUE_BYTES": (1, 2**31 - 1),
+    "MAX_BYTES": (0, 2**63 - 1),
+    "MAX_BATCH": (1, 1_000_000),
+}
+
+# A JSON or form body may encode each value byte as up to 6 bytes (\u00XX escapes).
+BODY_BYTES_PER_VALUE_BYTE = 6
+BODY_OVERHEAD_BYTES = 64 * 1024
+
+
+class ConfigError(ValueError):
+    """A setting that memflask cannot start with; the message names it."""
+
+
+def load(config: Config, test_config: Optional[Mapping[str, Any]] = None) -> None:
+    """Fill `config` from every layer in order, then validate it."""
+    config.from_mapping(DEFAULTS)
+    config.from_pyfile("config.py", silent=True)
+    _from_original_environment(config, os.environ)
+    config.from_prefixed_env("MEMFLASK")
+    if test_config is not None:
+        config.from_mapping(test_config)
+    validate(config)
+
+
+def _from_original_environment(config: Config, environ: Mapping[str, str]) -> None:
+    """Read the original server's names: PORT (`8000`, `:8000` or `host:8000`), APP_ENV, SIZE."""
+    if "PORT" in environ:
+        host, port = split_listen_address(environ["PORT"])
+        config["PORT"] = port
+        if host:
+            config["HOST"] = host
+    if "APP_ENV" in environ:
+        config["APP_ENV"] = environ["APP_ENV"]
+    if "SIZE" in environ:
+        config["SIZE"] = environ["SIZE"]
+
+
+def split_listen_address(text: str) -> tuple[str, str]:
+    """Split `8000`, `:8000`, `host:8000` or `[::1]:8000` into host ('' if none) and port."""
+    host, colon, port = text.strip().rpartition(":")
+    if not colon:
+        return "", port
+    return host.strip("[]"), port
+
+
+def validate(config: Config) -> None:
+    """Coerce whole-number settings and check every range; raise ConfigError naming the setting."""
+    for name, (smallest, largest) in INTEGER_SETTINGS.items():
+        config[name] = _whole_number(name, config[name], smallest, largest)
+    if not isinstance(config["HOST"], str) or not config["HOST"]:
+        raise ConfigError(f"HOST must be a host name or address, got {config['HOST']!r}")
+    if not isinstance(config["APP_ENV"], str):
+        raise ConfigError(f"APP_ENV must be a string, got {config['APP_ENV']!r}")
+    if config["CLOCK"] is not None and not callable(config["CLOCK"]):
+        raise ConfigError(f"CLOCK must be a callable returning Unix seconds, got {config['CLOCK']!r}")
+    if config.get("MAX_CONTENT_LENGTH") is None:
+        config["MAX_CONTENT_LENGTH"] = (
+            BODY_BYTES_PER_VALUE_BYTE * config["MAX_VALUE_BYTES"] + BODY_OVERHEAD_BYTES
+        )
+
+
+def _whole_number(name: str, value: Any, smallest: int, largest: int) -> int:
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not smallest <= value <= largest:
+        raise ConfigError(
+            f"{name} must be a whole number from {smallest} to {largest}, got {value!r}"
+        )
+    return value

@@ -1,0 +1,272 @@
+"""The cache's storage: the interface any backend implements, and the in-memory LRU store."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from typing import Callable, Iterable, NamedTuple, Optional, Union
+
+
+class Clock:
+    """Unix time in seconds, read from `time.time` at every call so freezegun can freeze it."""
+
+    def __call__(self) -> float:
+        return time.time()
+
+
+class Item:
+    """One stored value with its absolute expiry (None: never) and write version."""
+
+    __slots__ = ("value", "expires_at", "version", "size")
+
+    def __init__(self, value: str, expires_at: Optional[float], version: int, size: int):
+        self.value = value
+        self.expires_at = expires_at
+        self.version = version
+        self.size = size
+
+    def __repr__(self) -> str:
+        return f"Item({self.value!r}, expires_at={self.expires_at!r}, version={self.version})"
+
+
+class Put(NamedTuple):
+    """A change that stores `value` with an absolute expiry (None: never)."""
+
+    value: str
+    expires_at: Optional[float]
+
+
+class Delete:
+    """A change that removes the key."""
+
+
+DELETE = Delete()
+
+# What a change function returns: a new value, a removal, or None to leave the item as it is.
+Change = Union[Put, Delete, None]
+ChangeFunction = Callable[[Optional[Item], float], Change]
+
+
+class ItemTooLarge(ValueError):
+    """An item alone is bigger than the store's whole byte capacity."""
+
+
+def utf8_len(text: str) -> int:
+    """Return the UTF-8 length of `text` without encoding ASCII text."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+class Store(ABC):
+    """What every storage backend offers. Each method is atomic."""
+
+    # Unix seconds now, as the store sees it (injected, so tests can control time).
+    clock: Callable[[], float]
+
+    @abstractmethod
+    def get(self, key: str) -> Optional[Item]:
+        """Return the live item (counting a hit or a miss) and make it most recent."""
+
+    @abstractmethod
+    def get_many(self, keys: Iterable[str]) -> dict[str, Item]:
+        """Return the live items among `keys`, counting each hit and miss."""
+
+    @abstractmethod
+    def peek(self, key: str) -> Optional[Item]:
+        """Return the live item without counting a read or changing its recency."""
+
+    @abstractmethod
+    def update(self, key: str, change: ChangeFunction, *, read: bool = False) -> Optional[Item]:
+        """Apply `change(current_item_or_None, now)` atomically and return the item it leaves.
+
+        An exception raised by `change` aborts the update with nothing changed.
+        A `Put` whose expiry is already past leaves no item behind, but its Item is still
+        returned so the caller can report what was written. `read=True` counts a hit or
+        a miss, for verbs that read and write at once.
+        """
+
+    @abstractmethod
+    def flush(self) -> None:
+        """Remove every key."""
+
+    @abstractmethod
+    def stats(self) -> dict:
+        """Return counters: keyCount, maxSize, bytes, maxBytes, hits, misses, evictions, expired."""
+
+
+class MemoryStore(Store):
+    """A thread-safe LRU store with per-item expiry, bounded by key count and by bytes.
+
+    One lock guards everything. Items sit in an OrderedDict in recency order (most recent
+    last). Items with an expiry also sit in a heap ordered by expiry, so expired items can
+    be reclaimed before any live one is evicted, and in small steps on every write.
+    Heap entries of items that were since rewritten or removed are skipped when popped.
+    """
+
+    # How many expired items a single write reclaims on its way (Redis-like active expiry).
+    SWEEP_STEP = 8
+
+    def __init__(
+        self,
+        max_keys: int = 0,
+        max_bytes: int = 0,
+        clock: Optional[Callable[[], float]] = None,
+    ):
+        self.max_keys = max_keys
+        self.max_bytes = max_bytes
+        self.clock = clock if clock is not None else Clock()
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, Item] = OrderedDict()
+        self._expiries: list[tuple[float, int, str]] = []
+        self._versions = itertools.count(1)
+        self._bytes = 0
+        self._hits = 0
+        self._misses = 0
+        self._evictions = 0
+        self._expired = 0
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, key: str) -> Optional[Item]:
+        with self._lock:
+            item = self._live(key, self.clock())
+            if item is None:
+                self._misses += 1
+                return None
+            self._hits += 1
+            self._items.move_to_end(key)
+            return item
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Item]:
+        found = {}
+        with self._lock:
+            now = self.clock()
+            for key in keys:
+                item = self._live(key, now)
+                if item is None:
+                    self._misses += 1
+                else:
+                    self._hits += 1
+                    self._items.move_to_end(key)
+                    found[key] = item
+        return found
+
+    def peek(self, key: str) -> Optional[Item]:
+        with self._lock:
+            return self._live(key, self.clock())
+
+    # -- writes --------------------------------------------------------------------------
+
+    def update(self, key: str, change: ChangeFunction, *, read: bool = False) -> Optional[Item]:
+        with self._lock:
+            now = self.clock()
+            current = self._live(key, now)
+            if read:
+                if current is None:
+                    self._misses += 1
+                else:
+                    self._hits += 1
+                    self._items.move_to_end(key)
+            outcome = change(current, now)
+            if outcome is None:
+                return current
+            if outcome is DELETE:
+                if current is not None:
+                    self._remove(key)
+                return None
+            return self._put(key, outcome, now)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._expiries.clear()
+            self._bytes = 0
+
+    def stats(self) -> dict:
+        with self._lock:
+            self._reclaim_expired(self.clock(), limit=None)
+            return {
+                "keyCount": len(self._items),
+                "maxSize": self.max_keys,
+                "bytes": self._bytes,
+                "maxBytes": self.max_bytes,
+                "hits": self._hits,
+                "misses": self._misses,
+                "evictions": self._evictions,
+                "expired": self._expired,
+            }
+
+    # -- internals, called with the lock held --------------------------------------------
+
+    def _live(self, key: str, now: float) -> Optional[Item]:
+        """Return the item under `key`, reclaiming it instead if it has expired."""
+        item = self._items.get(key)
+        if item is not None and item.expires_at is not None and item.expires_at <= now:
+            self._remove(key)
+            self._expired += 1
+            return None
+        return item
+
+    def _put(self, key: str, put: Put, now: float) -> Item:
+        size = utf8_len(key) + utf8_len(put.value)
+        if self.max_bytes and size > self.max_bytes:
+            raise ItemTooLarge(f"{size} bytes do not fit in a store of {self.max_bytes} bytes")
+        item = Item(put.value, put.expires_at, next(self._versions), size)
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._bytes -= old.size
+        if item.expires_at is not None and item.expires_at <= now:
+            # Stored already expired: nothing is left to read, so nothing is kept.
+            return item
+        self._items[key] = item
+        self._bytes += size
+        if item.expires_at is not None:
+            heapq.heappush(self._expiries, (item.expires_at, item.version, key))
+            self._compact_expiries()
+        self._reclaim_expired(now, limit=self.SWEEP_STEP)
+        self._make_room(now)
+        return item
+
+    def _remove(self, key: str) -> None:
+        self._bytes -= self._items.pop(key).size
+
+    def _over_capacity(self) -> bool:
+        return bool(
+            (self.max_keys and len(self._items) > self.max_keys)
+            or (self.max_bytes and self._bytes > self.max_bytes)
+        )
+
+    def _make_room(self, now: float) -> None:
+        """Evict until within capacity: expired items first, then least recently used."""
+        while self._over_capacity():
+            if self._reclaim_expired(now, limit=1):
+                continue
+            _, evicted = self._items.popitem(last=False)
+            self._bytes -= evicted.size
+            self._evictions += 1
+
+    def _reclaim_expired(self, now: float, limit: Optional[int]) -> int:
+        """Remove up to `limit` (None: all) expired items, oldest expiry first."""
+        reclaimed = 0
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now and (limit is None or reclaimed < limit):
+            _, version, key = heapq.heappop(expiries)
+            item = self._items.get(key)
+            if item is not None and item.version == version:
+                self._remove(key)
+                self._expired += 1
+                reclaimed += 1
+        return reclaimed
+
+    def _compact_expiries(self) -> None:
+        """Rebuild the heap when entries of rewritten items outnumber the live ones."""
+        if len(self._expiries) > 2 * len(self._items) + 64:
+            self._expiries = [
+                (item.expires_at, item.version, key)
+                for key, item in self._items.items()
+                if item.expires_at is not None
+            ]
+            heapq.heapify(self._expiries)
