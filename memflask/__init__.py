@@ -16,7 +16,7 @@ from .commands.base import CommandCounts, CommandError, Context
 from .registry import default_registry
 from .store import MemoryStore
 
-__all__ = ["create_app", "__version__"]
+__all__ = ["__version__", "create_app"]
 
 
 def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
@@ -52,7 +52,9 @@ def _log_request(response: Response) -> Response:
     """One line per request, as the original printed (off when APP_ENV=production)."""
     from flask import current_app
 
-    current_app.logger.info("%s %s %s", request.method, request.full_path.rstrip("?"), response.status_code)
+    current_app.logger.info(
+        "%s %s %s", request.method, request.full_path.rstrip("?"), response.status_code
+    )
     return response
 
 

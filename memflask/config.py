@@ -83,7 +83,9 @@ def validate(config: Config) -> None:
     if not isinstance(config["APP_ENV"], str):
         raise ConfigError(f"APP_ENV must be a string, got {config['APP_ENV']!r}")
     if config["CLOCK"] is not None and not callable(config["CLOCK"]):
-        raise ConfigError(f"CLOCK must be a callable returning Unix seconds, got {config['CLOCK']!r}")
+        raise ConfigError(
+            f"CLOCK must be a callable returning Unix seconds, got {config['CLOCK']!r}"
+        )
     if config.get("MAX_CONTENT_LENGTH") is None:
         config["MAX_CONTENT_LENGTH"] = (
             BODY_BYTES_PER_VALUE_BYTE * config["MAX_VALUE_BYTES"] + BODY_OVERHEAD_BYTES

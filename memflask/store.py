@@ -21,7 +21,7 @@ class Clock:
 class Item:
     """One stored value with its absolute expiry (None: never) and write version."""
 
-    __slots__ = ("value", "expires_at", "version", "size")
+    __slots__ = ("expires_at", "size", "value", "version")
 
     def __init__(self, value: str, expires_at: Optional[float], version: int, size: int):
         self.value = value

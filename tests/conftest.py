@@ -82,13 +82,13 @@ class LiveServer:
 
     def request(
         self, method: str, target: str, body: Optional[bytes] = None, headers: Optional[dict] = None
-    ) -> tuple[int, dict[str, str], bytes]:
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
         """One request on a fresh connection: (status, headers, body)."""
         connection = self.connection()
         try:
             connection.request(method, target, body=body, headers=headers or {})
             response = connection.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
+            return response.status, response.headers, response.read()
         finally:
             connection.close()
 

@@ -11,7 +11,7 @@ import threading
 from typing import Any, ClassVar, Mapping, NamedTuple, Optional, Sequence
 
 from ..registry import Registry
-from ..store import DELETE, Change, Item, ItemTooLarge, Put, Store, utf8_len
+from ..store import Change, Item, ItemTooLarge, Put, Store, utf8_len
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -135,9 +135,7 @@ def _parse_entity_tags(header: Optional[str], weak_matches: bool) -> Optional[fr
         return None
     if header.strip() == "*":
         return frozenset("*")
-    return frozenset(
-        tag for weak, tag in _ENTITY_TAG.findall(header) if weak_matches or not weak
-    )
+    return frozenset(tag for weak, tag in _ENTITY_TAG.findall(header) if weak_matches or not weak)
 
 
 def _matches(tags: frozenset[str], item: Optional[Item]) -> bool:
@@ -193,7 +191,9 @@ class Params:
         if not values:
             return None
         if len(values) > 1:
-            raise ValidationError(f"parameter {name!r} was given more than once", "duplicate_parameter")
+            raise ValidationError(
+                f"parameter {name!r} was given more than once", "duplicate_parameter"
+            )
         return values[0]
 
     def required(self, name: str) -> str:
@@ -222,7 +222,7 @@ class Params:
 
 
 def params_from_json(document: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Turn a JSON object into params: strings as they are, integers in base 10, lists as repeats."""
+    """Turn a JSON object into params: strings as is, integers in base 10, lists as repeats."""
     values: dict[str, list[str]] = {}
     for name, raw in document.items():
         items = raw if isinstance(raw, list) else [raw]
@@ -375,4 +375,3 @@ def run(command: type[Command], store: Store, params: Params) -> Result:
         return instance.apply(store, instance.validate(params))
     except CommandError as error:
         return error.result()
-

@@ -39,7 +39,9 @@ class Batch(Command):
     def validate(self, params: Params) -> list[BatchEntry]:
         document = params.document
         if not isinstance(document, list):
-            raise ValidationError("batch needs a JSON list of commands as its body", "invalid_batch")
+            raise ValidationError(
+                "batch needs a JSON list of commands as its body", "invalid_batch"
+            )
         limit = params.context.max_batch
         if len(document) > limit:
             raise ValidationError(f"at most {limit} commands per batch", "invalid_batch")
@@ -53,7 +55,9 @@ class Batch(Command):
         fields = dict(entry)
         verb = fields.pop("verb")
         if verb == self.name:
-            raise ValidationError(f"command {index}: a batch cannot contain a batch", "invalid_batch")
+            raise ValidationError(
+                f"command {index}: a batch cannot contain a batch", "invalid_batch"
+            )
         try:
             values = params_from_json(fields)
         except ValidationError as error:

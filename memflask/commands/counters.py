@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Optional
 
-from ..store import Item, Put
 from ..registry import default_registry
+from ..store import Item, Put
 from .base import INT64_MAX, INT64_MIN, CommandError, Params, WriteArgs, WriteCommand, parse_int64
 
 
@@ -29,7 +29,9 @@ class CounterCommand(WriteCommand):
         stored = parse_int64(current.value, "the stored value")
         result = stored + self.sign * args.value
         if not INT64_MIN <= result <= INT64_MAX:
-            raise Overflow(f"the result {result} is outside the signed 64-bit range; nothing changed")
+            raise Overflow(
+                f"the result {result} is outside the signed 64-bit range; nothing changed"
+            )
         return Put(str(result), args.expiry.resolve(now, current))
 
 
@@ -43,7 +45,7 @@ class Increment(CounterCommand):
 
 @default_registry.register
 class Decrement(CounterCommand):
-    """Subtract `value` from the stored integer (an absent key is set to `value`, as the original)."""
+    """Subtract `value` from the stored integer; absent: set to `value`, as in the original."""
 
     name = "decrement"
     sign = -1

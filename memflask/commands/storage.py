@@ -72,7 +72,9 @@ class Append(WriteCommand):
     def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Put:
         if current is None:
             return Put(args.value, args.expiry.resolve(now))
-        return put(current.value + args.value, args.expiry.resolve(now, current), args.max_value_bytes)
+        return put(
+            current.value + args.value, args.expiry.resolve(now, current), args.max_value_bytes
+        )
 
 
 @default_registry.register
@@ -84,4 +86,6 @@ class Prepend(WriteCommand):
     def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Put:
         if current is None:
             return Put(args.value, args.expiry.resolve(now))
-        return put(args.value + current.value, args.expiry.resolve(now, current), args.max_value_bytes)
+        return put(
+            args.value + current.value, args.expiry.resolve(now, current), args.max_value_bytes
+        )

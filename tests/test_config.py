@@ -1,0 +1,122 @@
+"""Settings: defaults, instance/config.py, the environment (original and MEMFLASK_ names)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memflask import create_app
+from memflask.config import ConfigError, split_listen_address
+
+
+def test_defaults():
+    app = create_app()
+    assert app.config["PORT"] == 8000
+    assert app.config["HOST"] == "127.0.0.1"
+    assert app.config["SIZE"] == 0
+    assert app.config["MAX_BYTES"] == 64 * 1024 * 1024
+    assert app.config["MAX_VALUE_BYTES"] == 1024 * 1024
+    assert app.config["MAX_KEY_BYTES"] == 250
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("8000", ("", "8000")),
+        (":8000", ("", "8000")),
+        ("0.0.0.0:9000", ("0.0.0.0", "9000")),
+        ("[::1]:8001", ("::1", "8001")),
+    ],
+)
+def test_split_listen_address(text, expected):
+    assert split_listen_address(text) == expected
+
+
+@pytest.mark.parametrize("value, port", [("8123", 8123), (":8124", 8124)])
+def test_port_from_the_environment_in_both_forms(monkeypatch, value, port):
+    monkeypatch.setenv("PORT", value)
+    app = create_app()
+    assert app.config["PORT"] == port
+    assert app.config["HOST"] == "127.0.0.1"
+
+
+def test_size_and_app_env_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SIZE", "3")
+    monkeypatch.setenv("APP_ENV", "production")
+    app = create_app()
+    assert app.config["SIZE"] == 3
+    assert app.extensions["memflask"].store.max_keys == 3
+    assert app.test_client().get("/stats").json["maxSize"] == 3
+
+
+def test_memflask_prefixed_names(monkeypatch):
+    monkeypatch.setenv("MEMFLASK_MAX_BYTES", "4096")
+    monkeypatch.setenv("MEMFLASK_MAX_BATCH", "7")
+    app = create_app()
+    assert app.config["MAX_BYTES"] == 4096
+    assert app.config["MAX_BATCH"] == 7
+
+
+def test_memflask_name_wins_over_the_original(monkeypatch):
+    monkeypatch.setenv("SIZE", "3")
+    monkeypatch.setenv("MEMFLASK_SIZE", "5")
+    assert create_app().config["SIZE"] == 5
+
+
+def test_instance_config_then_environment(tmp_path, monkeypatch):
+    (tmp_path / "config.py").write_text("SIZE = 11\nMAX_BATCH = 12\n")
+    monkeypatch.setattr("flask.Flask.auto_find_instance_path", lambda self: str(tmp_path))
+    monkeypatch.setenv("SIZE", "13")
+    app = create_app()
+    assert app.config["MAX_BATCH"] == 12
+    assert app.config["SIZE"] == 13
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("SIZE", "many"),
+        ("SIZE", "-1"),
+        ("PORT", "http"),
+        ("PORT", "70000"),
+        ("MAX_BYTES", "1.5"),
+        ("MAX_VALUE_BYTES", "0"),
+        ("MAX_KEY_BYTES", "0"),
+        ("MAX_BATCH", "0"),
+        ("THREADS", "0"),
+    ],
+)
+def test_bad_setting_stops_start_up_naming_it(monkeypatch, name, value):
+    variable = name if name in ("SIZE", "PORT") else f"MEMFLASK_{name}"
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=name):
+        create_app()
+
+
+def test_bad_setting_exits_python_m_memflask_with_a_message():
+    result = subprocess.run(
+        [sys.executable, "-m", "memflask"],
+        env={"SIZE": "lots", "PATH": ""},
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "SIZE" in result.stderr
+    assert "lots" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_request_logging_follows_app_env(clock, caplog):
+    noisy = create_app({"APP_ENV": "", "CLOCK": clock}).test_client()
+    quiet = create_app({"APP_ENV": "production", "CLOCK": clock}).test_client()
+    with caplog.at_level("INFO", logger="memflask"):
+        quiet.get("/get?key=quiet")
+        noisy.get("/get?key=noisy")
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("GET /get?key=noisy 404" in message for message in messages)
+    assert not any("quiet" in message for message in messages)
