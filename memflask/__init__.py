@@ -42,6 +42,10 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_error_handler(CommandError, api.command_error)
     app.register_error_handler(HTTPException, api.http_error)
+    # Log through the root logger, set up here unless the host already did. Done before
+    # app.logger is first used, so Flask adds no handler of its own: waitress also calls
+    # basicConfig, and two handlers would print every line twice.
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if app.config["APP_ENV"] != "production":
         app.logger.setLevel(logging.INFO)
         app.after_request(_log_request)

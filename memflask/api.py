@@ -141,6 +141,7 @@ def to_response(result: Result) -> Response:
         response.status_code = result.status
     else:
         response = Response(status=result.status)
+        del response.headers["Content-Type"]  # no body, so no type
     if result.version is not None:
         response.headers["ETag"] = entity_tag(result.version)
     return response

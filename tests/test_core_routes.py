@@ -53,6 +53,13 @@ def test_delete_absent_key_is_204(client):
     assert client.get("/delete?key=never").status_code == 204
 
 
+def test_answers_without_a_body_carry_no_content_type(client):
+    response = client.get("/set?key=k&value=v")
+    assert response.status_code == 204
+    assert "Content-Type" not in response.headers
+    assert response.data == b""
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_every_route_answers_get_and_post(client, method):
     for target in [

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +132,43 @@ def test_other_methods_get_json_405_from_real_waitress(live_server, method):
     assert status == 405
     assert json.loads(body)["error"] == "method_not_allowed"
     assert live_server.request("GET", "/get?key=k")[0] == 404
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("entry", ["module", "waitress-serve"])
+def test_served_process_answers_and_logs_each_request_once(entry):
+    """`python -m memflask` (PORT in the original's `:8000` form) and `waitress-serve wsgi:app`."""
+    port = free_port()
+    root = Path(__file__).resolve().parent.parent
+    if entry == "module":
+        command = [sys.executable, "-m", "memflask"]
+    else:
+        command = [sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "wsgi:app"]
+    process = subprocess.Popen(
+        command,
+        cwd=root,
+        env={"PORT": f":{port}", "PATH": os.environ.get("PATH", "")},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/set?key=probe&value=1")
+                assert connection.getresponse().status == 204
+                connection.close()
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert stderr.count("GET /set?key=probe&value=1 204") == 1, stderr
