@@ -8,6 +8,7 @@ import waitress
 
 from . import create_app
 from .config import ConfigError
+from .serve import waitress_options
 
 
 def main() -> None:
@@ -15,13 +16,7 @@ def main() -> None:
         app = create_app()
     except ConfigError as error:
         sys.exit(f"memflask: bad setting: {error}")
-    waitress.serve(
-        app,
-        host=app.config["HOST"],
-        port=app.config["PORT"],
-        threads=app.config["THREADS"],
-        ident="memflask",
-    )
+    waitress.serve(app, **waitress_options(app.config))
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ from typing import Iterator, Optional
 
 import pytest
 import waitress.server
+from waitress import wasyncore
 
 from memflask import create_app
+from memflask.serve import waitress_options
 
 # Environment variables memflask reads; each test starts without them.
 ENVIRONMENT = ("PORT", "APP_ENV", "SIZE")
@@ -62,10 +64,10 @@ def store(app):
 class LiveServer:
     """Real waitress serving an app on a free loopback port, in a background thread."""
 
-    def __init__(self, app, threads: int = 8):
-        self.server = waitress.server.create_server(
-            app, host="127.0.0.1", port=0, threads=threads, ident="memflask-test"
-        )
+    def __init__(self, app):
+        # The production settings, on a free loopback port.
+        options = {**waitress_options(app.config), "host": "127.0.0.1", "port": 0}
+        self.server = waitress.server.create_server(app, **options)
         self.port = self.server.effective_port
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -74,7 +76,9 @@ class LiveServer:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.server.close()
+        # Let the workers finish, then close every channel so the serving loop ends.
+        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+        wasyncore.close_all(self.server._map)
         self.thread.join(timeout=5)
 
     def connection(self, timeout: float = 10) -> http.client.HTTPConnection:

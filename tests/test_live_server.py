@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -18,6 +19,7 @@ from memflask import create_app
 
 from .conftest import LiveServer
 
+FORM = "application/x-www-form-urlencoded"
 # Bounds for the load loops: enough to expose a lost update, short on any machine.
 THREADS = 8
 INCREMENTS_PER_THREAD = 250
@@ -172,3 +174,19 @@ def test_served_process_answers_and_logs_each_request_once(entry):
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert stderr.count("GET /set?key=probe&value=1 204") == 1, stderr
+
+
+@pytest.mark.parametrize("kind", ["query", "form", "json"])
+def test_every_body_kind_carries_a_max_size_value_through_waitress(live_server, kind):
+    value = "é" * (512 * 1024)  # exactly MAX_VALUE_BYTES (1 MiB) of UTF-8
+    fields = {"key": kind, "value": value}
+    if kind == "query":
+        status = live_server.request("GET", "/set?" + urlencode(fields))[0]
+    elif kind == "form":
+        body = urlencode(fields).encode()
+        status = live_server.request("POST", "/set", body, {"Content-Type": FORM})[0]
+    else:
+        body = json.dumps(fields).encode()  # ASCII-escaped: 6 bytes per character
+        status = live_server.request("POST", "/set", body, {"Content-Type": "application/json"})[0]
+    assert status == 204
+    assert live_server.request("GET", f"/get?key={kind}")[2].decode() == value
