@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from . import api, commands, config
 from .commands.base import CommandCounts, CommandError, Context
 from .registry import default_registry
+from .security import Access
 from .store import MemoryStore
 
 __all__ = ["__version__", "create_app"]
@@ -37,7 +38,10 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
         max_bytes=app.config["MAX_BYTES"],
         clock=app.config["CLOCK"],
     )
-    app.extensions["memflask"] = api.State(store, context)
+    access = Access.from_settings(
+        app.config["TOKEN"], app.config["ALLOWED_HOSTS"], app.config["ALLOWED_ORIGINS"]
+    )
+    app.extensions["memflask"] = api.State(store, context, access)
 
     app.register_blueprint(api.bp)
     app.register_error_handler(CommandError, api.command_error)

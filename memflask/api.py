@@ -22,6 +22,7 @@ from .commands.base import (
     params_from_json,
     run,
 )
+from .security import Access
 from .store import Store
 
 bp = Blueprint("api", __name__)
@@ -37,6 +38,26 @@ class State(NamedTuple):
 
     store: Store
     context: Context
+    access: Access
+
+
+# Routes that answer without the token: load balancers probe them.
+PUBLIC_ENDPOINTS = frozenset({"api.healthz"})
+
+
+@bp.before_app_request
+def guard() -> None:
+    """Before every route: the Host allowlist, then the bearer token."""
+    access = current_app.extensions["memflask"].access
+    access.check_host(request.headers.get("Host"))
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        access.check_token(request.authorization)
+
+
+@bp.route("/healthz", methods=["GET", "HEAD"], provide_automatic_options=False)
+def healthz() -> Response:
+    """Liveness for load balancers: 200 while the app serves requests."""
+    return current_app.json.response({"status": "ok"})
 
 
 class UnsupportedMediaType(CommandError):
@@ -50,9 +71,13 @@ def dispatch(verb: str) -> Response:
     command = state.context.registry.get(verb)
     if command is None:
         raise UnknownVerb(f"unknown verb {verb!r}")
-    if command.writes and request.method == "HEAD":
-        # HEAD must be safe; a write verb answers GET and POST only.
-        raise MethodNotAllowed(["GET", "POST"], f"/{verb} changes data: use GET or POST")
+    if command.writes:
+        if request.method == "HEAD":
+            # HEAD must be safe; a write verb answers GET and POST only.
+            raise MethodNotAllowed(["GET", "POST"], f"/{verb} changes data: use GET or POST")
+        state.access.check_not_cross_site(
+            request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
+        )
     result = run(command, state.store, read_params(request, command, state.context))
     return to_response(result)
 

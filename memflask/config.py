@@ -20,7 +20,15 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BYTES": 64 * MIB,  # keys + values held, 0 = no cap
     "MAX_BATCH": 1000,  # commands per /batch, keys per /mget
     "CLOCK": None,  # a callable returning Unix seconds; None = the real time (tests inject one)
+    "TOKEN": None,  # when set, every route but /healthz needs "Authorization: Bearer <token>"
+    "ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",  # Host names served (any port); "*": any
+    "ALLOWED_ORIGINS": "",  # browser origins allowed to write, e.g. "https://app.example"
 }
+
+# Settings that are text: read from MEMFLASK_<NAME> as given, never parsed as JSON
+# (from_prefixed_env would turn MEMFLASK_TOKEN=123 into a number).
+TEXT_SETTINGS = ("HOST", "APP_ENV", "TOKEN", "ALLOWED_HOSTS", "ALLOWED_ORIGINS")
+LIST_SETTINGS = ("ALLOWED_HOSTS", "ALLOWED_ORIGINS")
 
 # name -> (smallest, largest) for the whole-number settings.
 INTEGER_SETTINGS = {
@@ -48,6 +56,9 @@ def load(config: Config, test_config: Optional[Mapping[str, Any]] = None) -> Non
     config.from_pyfile("config.py", silent=True)
     _from_original_environment(config, os.environ)
     config.from_prefixed_env("MEMFLASK")
+    for name in TEXT_SETTINGS:
+        if f"MEMFLASK_{name}" in os.environ:
+            config[name] = os.environ[f"MEMFLASK_{name}"]
     if test_config is not None:
         config.from_mapping(test_config)
     validate(config)
@@ -82,6 +93,11 @@ def validate(config: Config) -> None:
         raise ConfigError(f"HOST must be a host name or address, got {config['HOST']!r}")
     if not isinstance(config["APP_ENV"], str):
         raise ConfigError(f"APP_ENV must be a string, got {config['APP_ENV']!r}")
+    for name in LIST_SETTINGS:
+        config[name] = _text_list(name, config[name])
+    token = config["TOKEN"]
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        raise ConfigError("TOKEN must be a non-empty string (unset it to turn the token off)")
     if config["CLOCK"] is not None and not callable(config["CLOCK"]):
         raise ConfigError(
             f"CLOCK must be a callable returning Unix seconds, got {config['CLOCK']!r}"
@@ -90,6 +106,14 @@ def validate(config: Config) -> None:
         config["MAX_CONTENT_LENGTH"] = (
             BODY_BYTES_PER_VALUE_BYTE * config["MAX_VALUE_BYTES"] + BODY_OVERHEAD_BYTES
         )
+
+
+def _text_list(name: str, value: Any) -> list[str]:
+    """A comma-separated string or a list of strings, as a list of non-empty items."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise ConfigError(f"{name} must be a comma-separated list of names, got {value!r}")
+    return [item.strip() for item in items if item.strip()]
 
 
 def _whole_number(name: str, value: Any, smallest: int, largest: int) -> int:

@@ -1,0 +1,85 @@
+"""Access control: the Host allowlist, the bearer token, and no cross-site browser writes."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Iterable, NamedTuple, Optional
+from urllib.parse import urlsplit
+
+from werkzeug.datastructures import Authorization, WWWAuthenticate
+from werkzeug.exceptions import Forbidden, Unauthorized
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+class Access(NamedTuple):
+    """Who may talk to this app; built once from the settings."""
+
+    token: Optional[str]
+    allowed_hosts: Optional[frozenset[str]]  # None: any host ("*")
+    allowed_origins: frozenset[str]
+
+    @classmethod
+    def from_settings(cls, token: Optional[str], hosts: Iterable[str], origins: Iterable[str]):
+        names = [host.lower() for host in hosts]
+        allowed_hosts = None if "*" in names else frozenset(_bare_host(name) for name in names)
+        return cls(token, allowed_hosts, frozenset(origin.rstrip("/") for origin in origins))
+
+    def check_host(self, host_header: Optional[str]) -> None:
+        """Refuse a Host that is not allowed: stops DNS rebinding from reaching the cache."""
+        if self.allowed_hosts is None or host_header is None:
+            return  # a client without a Host header is not a browser
+        name = _host_name(host_header)
+        if name is None or not _host_matches(name, self.allowed_hosts):
+            raise Forbidden(
+                f"host {host_header[:100]!r} is not allowed; to serve it, add its name to "
+                "MEMFLASK_ALLOWED_HOSTS (a comma list; '*' allows any host)"
+            )
+
+    def check_token(self, authorization: Optional[Authorization]) -> None:
+        """Require `Authorization: Bearer <token>` when a token is set (constant-time compare)."""
+        if self.token is None:
+            return
+        given = authorization.token if authorization and authorization.type == "bearer" else None
+        if given is None or not hmac.compare_digest(given.encode(), self.token.encode()):
+            raise Unauthorized(
+                "this server needs 'Authorization: Bearer <token>' (MEMFLASK_TOKEN)",
+                www_authenticate=WWWAuthenticate("bearer", {"realm": "memflask"}),
+            )
+
+    def check_not_cross_site(self, origin: Optional[str], fetch_site: Optional[str]) -> None:
+        """Refuse a write a browser sends for another site (CSRF), unless its Origin is allowed."""
+        if origin is not None:
+            allowed = "*" in self.allowed_origins or origin.rstrip("/") in self.allowed_origins
+        else:
+            allowed = fetch_site != "cross-site"
+        if not allowed:
+            raise Forbidden(
+                f"a cross-site browser request (Origin {origin!r}) may not change data; "
+                "to allow a site, add its origin to MEMFLASK_ALLOWED_ORIGINS"
+            )
+
+
+def _bare_host(host: str) -> str:
+    """'[::1]' and '::1' name the same host; a leading '.' (any subdomain) is kept."""
+    if host.startswith("."):
+        return host
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def _host_name(host_header: str) -> Optional[str]:
+    """The lower-case host name of a `Host` header (IPv6 without brackets), or None if malformed."""
+    try:
+        parts = urlsplit(f"//{host_header.strip()}")
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range or not a number
+    except ValueError:
+        return None
+    if parts.username is not None or parts.path or parts.query or parts.fragment:
+        return None
+    return parts.hostname or None
+
+
+def _host_matches(name: str, allowed: frozenset[str]) -> bool:
+    if name in allowed:
+        return True
+    return any(entry.startswith(".") and name.endswith(entry) for entry in allowed)
