@@ -1,14 +1,15 @@
-"""`python -m memflask`: serve with waitress on HOST:PORT (127.0.0.1:8000 by default)."""
+"""`python -m memflask`: serve with waitress on HOST:PORT (127.0.0.1:8000 by default).
+
+SIGTERM or SIGINT stops it gracefully: requests in flight are answered, then it exits 0.
+"""
 
 from __future__ import annotations
 
 import sys
 
-import waitress
-
 from . import create_app
 from .config import ConfigError
-from .serve import waitress_options
+from .serve import serve
 
 
 def main() -> None:
@@ -16,7 +17,7 @@ def main() -> None:
         app = create_app()
     except ConfigError as error:
         sys.exit(f"memflask: bad setting: {error}")
-    waitress.serve(app, **waitress_options(app.config))
+    serve(app)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,22 @@
-"""Serving memflask with waitress: the settings every entry point and the tests share."""
+"""Serving memflask with waitress: shared settings, and a graceful stop on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
+import time
 from typing import Any, Mapping
 
+import waitress
+from flask import Flask
+from waitress import wasyncore
+
 KIB = 1024
+# How long a stop waits for in-flight requests to be answered before closing anyway.
+DRAIN_SECONDS = 10.0
+
+log = logging.getLogger(__name__)
 
 
 def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -19,3 +31,48 @@ def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
         "max_request_header_size": 3 * config["MAX_VALUE_BYTES"] + 64 * KIB,
         "max_request_body_size": config["MAX_CONTENT_LENGTH"],
     }
+
+
+def serve(app: Flask) -> None:
+    """Serve `app` until SIGTERM or SIGINT; then answer what is in flight and return.
+
+    waitress.serve stops its I/O loop at once on Ctrl-C, so responses still queued for
+    sending are lost. Here the loop keeps turning after the signal, with the listening
+    socket closed, until every received request is answered and flushed (at most
+    DRAIN_SECONDS), so a deploy's SIGTERM loses no acknowledged write.
+    """
+    server = waitress.create_server(app, **waitress_options(app.config))
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.set()
+        server.pull_trigger()  # wake the loop now rather than at its next timeout
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    server.print_listen("memflask serving on http://{}:{}")
+
+    def turn(timeout: float) -> None:
+        wasyncore.loop(
+            timeout=timeout, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1
+        )
+
+    while not stopping.is_set():
+        turn(server.adj.asyncore_loop_timeout)
+
+    log.info("stopping: finishing requests in flight")
+    wasyncore.dispatcher.close(server)  # stop accepting; the trigger and channels stay
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while _in_flight(server) and time.monotonic() < deadline:
+        turn(0.05)
+    server.task_dispatcher.shutdown(cancel_pending=True, timeout=DRAIN_SECONDS)
+    wasyncore.close_all(server._map)
+    log.info("stopped")
+
+
+def _in_flight(server: Any) -> bool:
+    """Whether any connection has a received request unanswered or a response unsent."""
+    return any(
+        channel.requests or channel.total_outbufs_len
+        for channel in list(server.active_channels.values())
+    )
