@@ -181,6 +181,8 @@ class MemoryStore(Store):
 
     def flush(self) -> None:
         with self._lock:
+            # Items already past their expiry count as expired, however late the sweep.
+            self._reclaim_expired(self.clock(), limit=None)
             self._items.clear()
             self._expiries.clear()
             self._bytes = 0
