@@ -33,41 +33,61 @@ def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def serve(app: Flask) -> None:
-    """Serve `app` until SIGTERM or SIGINT; then answer what is in flight and return.
+class GracefulServer:
+    """waitress on an app's settings, stopped gracefully from any thread by `stop()`.
 
     waitress.serve stops its I/O loop at once on Ctrl-C, so responses still queued for
-    sending are lost. Here the loop keeps turning after the signal, with the listening
+    sending are lost. Here the loop keeps turning after `stop()`, with the listening
     socket closed, until every received request is answered and flushed (at most
-    DRAIN_SECONDS), so a deploy's SIGTERM loses no acknowledged write.
+    DRAIN_SECONDS), so a deploy's SIGTERM loses no acknowledged write. The loop's own
+    thread closes every socket, so no other thread pulls a socket from under select().
     """
-    server = waitress.create_server(app, **waitress_options(app.config))
-    stopping = threading.Event()
 
-    def stop(signum: int, frame: object) -> None:
-        stopping.set()
-        server.pull_trigger()  # wake the loop now rather than at its next timeout
+    def __init__(self, app: Flask, **overrides: Any):
+        self.server = waitress.create_server(app, **{**waitress_options(app.config), **overrides})
+        self._stopping = threading.Event()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, stop)
-    server.print_listen("memflask serving on http://{}:{}")
+    @property
+    def port(self) -> int:
+        return self.server.effective_port
 
-    def turn(timeout: float) -> None:
+    def stop(self) -> None:
+        """Ask `run` to finish what is in flight and return; safe from signal handlers."""
+        if not self._stopping.is_set():
+            self._stopping.set()
+            self.server.pull_trigger()  # wake the loop now rather than at its next timeout
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            self._turn(self.server.adj.asyncore_loop_timeout)
+        log.info("stopping: finishing requests in flight")
+        wasyncore.dispatcher.close(self.server)  # stop accepting; the trigger and channels stay
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while _in_flight(self.server) and time.monotonic() < deadline:
+            self._turn(0.05)
+        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=DRAIN_SECONDS)
+        # handle_close, not close_all's bare close: a channel releases its buffers
+        # (temporary files for large bodies) only there.
+        for dispatcher in list(self.server._map.values()):
+            dispatcher.handle_close()
+        log.info("stopped")
+
+    def _turn(self, timeout: float) -> None:
         wasyncore.loop(
-            timeout=timeout, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1
+            timeout=timeout,
+            map=self.server._map,
+            use_poll=self.server.adj.asyncore_use_poll,
+            count=1,
         )
 
-    while not stopping.is_set():
-        turn(server.adj.asyncore_loop_timeout)
 
-    log.info("stopping: finishing requests in flight")
-    wasyncore.dispatcher.close(server)  # stop accepting; the trigger and channels stay
-    deadline = time.monotonic() + DRAIN_SECONDS
-    while _in_flight(server) and time.monotonic() < deadline:
-        turn(0.05)
-    server.task_dispatcher.shutdown(cancel_pending=True, timeout=DRAIN_SECONDS)
-    wasyncore.close_all(server._map)
-    log.info("stopped")
+def serve(app: Flask) -> None:
+    """Serve `app` until SIGTERM or SIGINT, then answer what is in flight and return."""
+    server = GracefulServer(app)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: server.stop())
+    server.server.print_listen("memflask serving on http://{}:{}")
+    server.run()
 
 
 def _in_flight(server: Any) -> bool:

@@ -6,11 +6,9 @@ import threading
 from typing import Iterator, Optional
 
 import pytest
-import waitress.server
-from waitress import wasyncore
 
 from memflask import create_app
-from memflask.serve import waitress_options
+from memflask.serve import GracefulServer
 
 # Environment variables memflask reads; each test starts without them.
 ENVIRONMENT = ("PORT", "APP_ENV", "SIZE")
@@ -62,13 +60,14 @@ def store(app):
 
 
 class LiveServer:
-    """Real waitress serving an app on a free loopback port, in a background thread."""
+    """Real waitress serving an app on a free loopback port, in a background thread.
+
+    It is memflask's own GracefulServer, with the production settings.
+    """
 
     def __init__(self, app):
-        # The production settings, on a free loopback port.
-        options = {**waitress_options(app.config), "host": "127.0.0.1", "port": 0}
-        self.server = waitress.server.create_server(app, **options)
-        self.port = self.server.effective_port
+        self.server = GracefulServer(app, host="127.0.0.1", port=0)
+        self.port = self.server.port
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LiveServer:
@@ -76,10 +75,9 @@ class LiveServer:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        # Let the workers finish, then close every channel so the serving loop ends.
-        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-        wasyncore.close_all(self.server._map)
-        self.thread.join(timeout=5)
+        self.server.stop()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "the server did not stop"
 
     def connection(self, timeout: float = 10) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
