@@ -199,3 +199,29 @@ def test_allowed_hosts_star_allows_any(monkeypatch):
 def test_host_check_comes_before_the_token(locked):
     response = locked.get("/stats", headers={"Host": "evil.example", **BEARER})
     assert response.status_code == 403
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def test_an_unexpected_error_is_a_json_500_logged_with_its_request(clock, caplog):
+    from memflask.commands.base import Command
+
+    class Broken(Command):
+        name = "broken"
+
+        def validate(self, params):
+            return None
+
+        def apply(self, store, args):
+            raise RuntimeError("a bug")
+
+    app = create_app({"APP_ENV": "production", "TOKEN": TOKEN, "CLOCK": clock})
+    app.extensions["memflask"].context.registry.register(Broken)
+    with caplog.at_level(logging.ERROR):
+        response = app.test_client().get("/broken?key=k", headers=BEARER)
+    assert response.status_code == 500
+    assert response.json["error"] == "internal_server_error"
+    assert "a bug" not in response.json["message"]  # no internals to the client
+    assert "/broken" in caplog.text and "RuntimeError: a bug" in caplog.text
+    assert TOKEN not in caplog.text
