@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from memflask import create_app
-from memflask.store import DELETE, ItemTooLarge, MemoryStore, Put, utf8_len
+from memflask.store import DELETE, Item, ItemTooLarge, MemoryStore, utf8_len
 
 from .conftest import FakeClock
 
@@ -75,7 +75,7 @@ class StoreMachine(RuleBasedStateMachine):
         expires_at = self.expiry(ttl)
         too_large = self.max_bytes and utf8_len(key) + utf8_len(value) > self.max_bytes
         try:
-            item = self.store.update(key, lambda current, now: Put(value, expires_at))
+            item = self.store.update(key, lambda current, now: Item(value, expires_at))
         except ItemTooLarge:
             assert too_large
             return
@@ -95,8 +95,8 @@ class StoreMachine(RuleBasedStateMachine):
         def change(current, now):
             assert (current is None) == (old is None)
             if current is None:
-                return Put(suffix, None)
-            return Put(current.value + suffix, current.expires_at)
+                return Item(suffix, None)
+            return Item(current.value + suffix, current.expires_at)
 
         self.check_written(self.store.update(key, change))
         self.model_put(key, value, expires_at)

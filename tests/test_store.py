@@ -7,11 +7,11 @@ import threading
 import pytest
 from freezegun import freeze_time
 
-from memflask.store import DELETE, Clock, ItemTooLarge, MemoryStore, Put, utf8_len
+from memflask.store import DELETE, Clock, Item, ItemTooLarge, MemoryStore, utf8_len
 
 
 def put(value, expires_at=None):
-    return lambda current, now: Put(value, expires_at)
+    return lambda current, now: Item(value, expires_at)
 
 
 def test_set_then_get(clock):
@@ -231,7 +231,7 @@ def test_concurrent_read_modify_writes_lose_nothing(clock):
     store.update("n", put("0"))
 
     def increment(current, now):
-        return Put(str(int(current.value) + 1), None)
+        return Item(str(int(current.value) + 1), None)
 
     def worker():
         for _ in range(2000):

@@ -11,7 +11,7 @@ import threading
 from typing import Any, ClassVar, Mapping, NamedTuple, Optional, Sequence
 
 from ..registry import Registry
-from ..store import Change, Item, ItemTooLarge, Put, Store, utf8_len
+from ..store import Change, Item, ItemTooLarge, Store, utf8_len
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -353,9 +353,9 @@ class WriteCommand(Command):
         return written(item, args.return_value or self.reads)
 
 
-def put(value: str, expires_at: Optional[float], max_value_bytes: int) -> Put:
-    """Return a Put of `value`, refusing a value that grew past the limit (append, prepend)."""
-    return Put(check_value(value, max_value_bytes), expires_at)
+def grown_item(value: str, expires_at: Optional[float], max_value_bytes: int) -> Item:
+    """Return an Item of `value`, refusing a value that grew past the limit (append, prepend)."""
+    return Item(check_value(value, max_value_bytes), expires_at)
 
 
 def written(item: Optional[Item], return_value: bool) -> Result:

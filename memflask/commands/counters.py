@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Optional
 
 from ..registry import default_registry
-from ..store import Item, Put
+from ..store import Item
 from .base import INT64_MAX, INT64_MIN, CommandError, Params, WriteArgs, WriteCommand, parse_int64
 
 
@@ -23,16 +23,16 @@ class CounterCommand(WriteCommand):
         args = super().validate(params)
         return args._replace(value=parse_int64(args.value, "the amount 'value'"))
 
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Put:
+    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
         if current is None:
-            return Put(str(args.value), args.expiry.resolve(now))
+            return Item(str(args.value), args.expiry.resolve(now))
         stored = parse_int64(current.value, "the stored value")
         result = stored + self.sign * args.value
         if not INT64_MIN <= result <= INT64_MAX:
             raise Overflow(
                 f"the result {result} is outside the signed 64-bit range; nothing changed"
             )
-        return Put(str(result), args.expiry.resolve(now, current))
+        return Item(str(result), args.expiry.resolve(now, current))
 
 
 @default_registry.register

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..registry import default_registry
-from ..store import DELETE, Delete, Item, Put, Store
+from ..store import DELETE, Delete, Item, Store
 from .base import Command, NotFound, Params, Result, ValidationError, WriteArgs, WriteCommand
 
 
@@ -36,10 +36,10 @@ class Touch(WriteCommand):
             )
         return args
 
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Put:
+    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
         if current is None:
             raise NotFound("no such key")
-        return Put(current.value, args.expiry.resolve(now))
+        return Item(current.value, args.expiry.resolve(now))
 
 
 @default_registry.register

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Optional
 
 from ..registry import default_registry
-from ..store import Item, Put
-from .base import CommandError, Exists, NotFound, Params, WriteArgs, WriteCommand, put
+from ..store import Item
+from .base import CommandError, Exists, NotFound, Params, WriteArgs, WriteCommand, grown_item
 
 
 @default_registry.register
@@ -15,8 +15,8 @@ class Set(WriteCommand):
 
     name = "set"
 
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Put:
-        return Put(args.value, args.expiry.resolve(now))
+    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
+        return Item(args.value, args.expiry.resolve(now))
 
 
 @default_registry.register
@@ -25,10 +25,10 @@ class Add(WriteCommand):
 
     name = "add"
 
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Put:
+    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
         if current is not None:
             raise Exists("the key already exists")
-        return Put(args.value, args.expiry.resolve(now))
+        return Item(args.value, args.expiry.resolve(now))
 
 
 @default_registry.register
@@ -37,10 +37,10 @@ class Replace(WriteCommand):
 
     name = "replace"
 
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Put:
+    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
         if current is None:
             raise NotFound("no such key")
-        return Put(args.value, args.expiry.resolve(now))
+        return Item(args.value, args.expiry.resolve(now))
 
 
 class CompareMismatch(CommandError):
@@ -57,10 +57,10 @@ class CheckAndSet(WriteCommand):
     def validate(self, params: Params) -> WriteArgs:
         return super().validate(params)._replace(compare=params.required("compare"))
 
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Put:
+    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
         if current is not None and current.value != args.compare:
             raise CompareMismatch("the current value does not equal 'compare'; nothing changed")
-        return Put(args.value, args.expiry.resolve(now))
+        return Item(args.value, args.expiry.resolve(now))
 
 
 @default_registry.register
@@ -69,10 +69,10 @@ class Append(WriteCommand):
 
     name = "append"
 
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Put:
+    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
         if current is None:
-            return Put(args.value, args.expiry.resolve(now))
-        return put(
+            return Item(args.value, args.expiry.resolve(now))
+        return grown_item(
             current.value + args.value, args.expiry.resolve(now, current), args.max_value_bytes
         )
 
@@ -83,9 +83,9 @@ class Prepend(WriteCommand):
 
     name = "prepend"
 
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Put:
+    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
         if current is None:
-            return Put(args.value, args.expiry.resolve(now))
-        return put(
+            return Item(args.value, args.expiry.resolve(now))
+        return grown_item(
             args.value + current.value, args.expiry.resolve(now, current), args.max_value_bytes
         )
