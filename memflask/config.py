@@ -12,7 +12,7 @@ MIB = 1024 * 1024
 DEFAULTS: dict[str, Any] = {
     "HOST": "127.0.0.1",  # loopback unless the operator widens it
     "PORT": 8000,
-    "THREADS": 8,  # waitress worker threads
+    "THREADS": 4,  # waitress worker threads (see README, "Serving")
     "APP_ENV": "",  # "production" turns request logging off
     "SIZE": 0,  # most keys held, 0 = no cap (the original's setting)
     "MAX_KEY_BYTES": 250,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 from typing import Iterable, NamedTuple, Optional
 from urllib.parse import urlsplit
@@ -67,6 +68,7 @@ def _bare_host(host: str) -> str:
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
+@functools.lru_cache(maxsize=256)  # a handful of Host values in practice; bounded for the rest
 def _host_name(host_header: str) -> Optional[str]:
     """The lower-case host name of a `Host` header (IPv6 without brackets), or None if malformed."""
     try:

@@ -1,0 +1,1 @@
+"""memflask's benchmarks: `python -m bench` (see bench/README.md)."""
