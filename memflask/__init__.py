@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import api, commands, config
 from .commands.base import CommandCounts, CommandError, Context
+from .metrics import Metrics
 from .registry import default_registry
 from .security import Access
 from .store import MemoryStore
@@ -41,7 +42,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     access = Access.from_settings(
         app.config["TOKEN"], app.config["ALLOWED_HOSTS"], app.config["ALLOWED_ORIGINS"]
     )
-    app.extensions["memflask"] = api.State(store, context, access)
+    app.extensions["memflask"] = api.State(store, context, access, Metrics(store))
 
     app.register_blueprint(api.bp)
     app.register_error_handler(CommandError, api.command_error)

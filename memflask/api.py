@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import NamedTuple, Optional
 from urllib.parse import unquote_to_bytes
 
 from flask import Blueprint, Request, Response, current_app, request
+from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .commands.base import (
@@ -22,6 +24,7 @@ from .commands.base import (
     params_from_json,
     run,
 )
+from .metrics import Metrics
 from .security import Access
 from .store import Store
 
@@ -39,6 +42,7 @@ class State(NamedTuple):
     store: Store
     context: Context
     access: Access
+    metrics: Metrics
 
 
 # Routes that answer without the token: load balancers probe them.
@@ -61,6 +65,13 @@ def healthz() -> Response:
     return current_app.json.response({"status": "ok"})
 
 
+@bp.route("/metrics", methods=["GET", "HEAD"], provide_automatic_options=False)
+def metrics() -> Response:
+    """Prometheus text exposition of this app's registry."""
+    body = current_app.extensions["memflask"].metrics.exposition()
+    return Response(body, mimetype=None, content_type=CONTENT_TYPE_LATEST)
+
+
 class UnsupportedMediaType(CommandError):
     status = 415
     code = "unsupported_media_type"
@@ -80,7 +91,12 @@ def dispatch(verb: str) -> Response:
         state.access.check_not_cross_site(
             req.environ.get("HTTP_ORIGIN"), req.environ.get("HTTP_SEC_FETCH_SITE")
         )
-    result = run(command, state.store, read_params(req, command, state.context))
+    started = time.perf_counter()
+    try:
+        result = run(command, state.store, read_params(req, command, state.context))
+    except CommandError as error:  # refused while reading the request itself
+        result = error.result()
+    state.metrics.observe(verb, result.status, time.perf_counter() - started)
     return to_response(result)
 
 

@@ -1,0 +1,63 @@
+"""Prometheus metrics, one registry per app (no global collectors shared between apps)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .store import Store
+
+# A cache answers in well under a millisecond in-process; the default buckets start at 5 ms.
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
+
+
+class StoreCollector(Collector):
+    """The store's own counters, read at scrape time."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.store.stats()
+        for name, key, text in [
+            ("hits", "hits", "Reads that found a live key."),
+            ("misses", "misses", "Reads that found no key, or an expired one."),
+            ("evictions", "evictions", "Live items evicted by SIZE or MAX_BYTES."),
+            ("expired", "expired", "Items reclaimed after their expiry."),
+        ]:
+            yield CounterMetricFamily(f"memflask_{name}", text, value=stats[key])
+        yield GaugeMetricFamily("memflask_items", "Live keys held.", value=stats["keyCount"])
+        yield GaugeMetricFamily(
+            "memflask_bytes", "Bytes of keys and values held.", value=stats["bytes"]
+        )
+
+
+class Metrics:
+    """Request counts and latency per verb and status, plus the store's counters."""
+
+    def __init__(self, store: Store):
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "memflask_requests",
+            "Requests by verb and status.",
+            ["verb", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "memflask_request_duration_seconds",
+            "Time to answer, by verb and status.",
+            ["verb", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(StoreCollector(store))
+
+    def observe(self, verb: str, status: int, seconds: float) -> None:
+        self.requests.labels(verb, status).inc()
+        self.latency.labels(verb, status).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
