@@ -1,0 +1,233 @@
+"""A Python client for a memflask server, with methods named as in pymemcache.
+
+    from memflask.client import Client
+    cache = Client("http://127.0.0.1:8000", token=None, timeout=5.0)
+    cache.set("greeting", "hello", expire=60)   # expire: seconds from now, 0 = never
+    cache.get("greeting")                       # "hello", or None when absent
+
+Connections are kept alive and pooled (urllib3). Refusals raise a typed MemflaskError.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping, Optional, Union
+from urllib.parse import urlencode
+
+import urllib3
+
+Value = Union[str, int]
+
+
+class MemflaskError(Exception):
+    """The server refused a request; `status` and `code` say how (see the README's table)."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class MemflaskValidationError(MemflaskError):
+    """400: bad input (a key, value, expiry or integer the server refuses)."""
+
+
+class MemflaskAuthenticationError(MemflaskError):
+    """401: the server needs a token, or another one."""
+
+
+class MemflaskForbiddenError(MemflaskError):
+    """403: this Host or Origin may not use the server."""
+
+
+class MemflaskPreconditionFailed(MemflaskError):
+    """412: the item changed since the ETag the request named."""
+
+
+class MemflaskValueTooLarge(MemflaskError):
+    """413: the value (or the request) is over the server's limit."""
+
+
+class MemflaskServerError(MemflaskError):
+    """5xx, or an answer the client cannot read."""
+
+
+class MemflaskConnectionError(MemflaskError):
+    """No answer: the server is down, unreachable or too slow."""
+
+
+_ERRORS = {
+    400: MemflaskValidationError,
+    401: MemflaskAuthenticationError,
+    403: MemflaskForbiddenError,
+    412: MemflaskPreconditionFailed,
+    413: MemflaskValueTooLarge,
+}
+
+
+class Client:
+    """A pooled keep-alive client; safe to share between threads."""
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8000",
+        token: Optional[str] = None,
+        timeout: float = 5.0,
+        max_connections: int = 10,
+    ):
+        self.url = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._pool = urllib3.connection_from_url(
+            self.url,
+            maxsize=max_connections,
+            block=False,
+            timeout=urllib3.Timeout(total=timeout),
+            retries=False,
+        )
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        """The value, or `default` when the key is absent or expired."""
+        status, body = self._call("get", {"key": key}, allowed=(404,))
+        return default if status == 404 else body.decode("utf-8")
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, str]:
+        """The values of the keys that hit."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        return json.loads(self._call("mget", [("key", key) for key in keys])[1])
+
+    def ttl(self, key: str) -> Optional[int]:
+        """Seconds left before the key expires; None when it never does. KeyError if absent."""
+        status, body = self._call("ttl", {"key": key}, allowed=(404,))
+        if status == 404:
+            raise KeyError(key)
+        return json.loads(body)["ttl"]
+
+    def stats(self) -> dict[str, Any]:
+        return json.loads(self._call("stats", {})[1])
+
+    # -- writes --------------------------------------------------------------------------
+
+    def set(self, key: str, value: Value, expire: int = 0) -> bool:
+        """Store a value; `expire` is seconds from now (0: never), as in pymemcache."""
+        self._call("set", {"key": key, "value": value, "ttl": expire})
+        return True
+
+    def set_many(self, values: Mapping[str, Value], expire: int = 0) -> list[str]:
+        """Store many values in one /batch request; answer the keys that failed."""
+        commands = [
+            {"verb": "set", "key": key, "value": str(value), "ttl": expire}
+            for key, value in values.items()
+        ]
+        if not commands:
+            return []
+        results = json.loads(self._call("batch", json_body=commands)[1])
+        return [key for key, result in zip(values, results) if result["status"] != 204]
+
+    def add(self, key: str, value: Value, expire: int = 0) -> bool:
+        """Store only if the key is absent; False when it exists."""
+        status, _ = self._call("add", {"key": key, "value": value, "ttl": expire}, allowed=(409,))
+        return status != 409
+
+    def replace(self, key: str, value: Value, expire: int = 0) -> bool:
+        """Store only if the key is present; False when it is absent."""
+        status, _ = self._call(
+            "replace", {"key": key, "value": value, "ttl": expire}, allowed=(404,)
+        )
+        return status != 404
+
+    def append(self, key: str, value: Value) -> bool:
+        """Add after the current value (an absent key is set); the expiry is kept."""
+        self._call("append", {"key": key, "value": value})
+        return True
+
+    def prepend(self, key: str, value: Value) -> bool:
+        """Add before the current value (an absent key is set); the expiry is kept."""
+        self._call("prepend", {"key": key, "value": value})
+        return True
+
+    def cas(self, key: str, value: Value, compare: str, expire: int = 0) -> bool:
+        """Store if the current value equals `compare` (or the key is absent); else False."""
+        fields = {"key": key, "value": value, "compare": compare, "ttl": expire}
+        status, body = self._call("checkandset", fields, allowed=(400,))
+        if status == 400:
+            error = json.loads(body)
+            if error["error"] != "compare_mismatch":
+                raise MemflaskValidationError(400, error["error"], error["message"])
+            return False
+        return True
+
+    checkandset = cas
+
+    def incr(self, key: str, value: int = 1) -> int:
+        """Add `value` to the stored integer and answer the result (absent: set to `value`)."""
+        return int(self._call("increment", {"key": key, "value": value}, prefer_value=True)[1])
+
+    def decr(self, key: str, value: int = 1) -> int:
+        """Subtract `value` from the stored integer and answer the result (absent: `value`)."""
+        return int(self._call("decrement", {"key": key, "value": value}, prefer_value=True)[1])
+
+    def touch(self, key: str, expire: int = 0) -> bool:
+        """Give the key a new expiry (seconds from now, 0: never); False when absent."""
+        status, _ = self._call("touch", {"key": key, "ttl": expire}, allowed=(404,))
+        return status != 404
+
+    def delete(self, key: str) -> bool:
+        self._call("delete", {"key": key})
+        return True
+
+    def flush_all(self) -> bool:
+        self._call("flush", {})
+        return True
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the wire ------------------------------------------------------------------------
+
+    def _call(
+        self,
+        verb: str,
+        fields: Union[Mapping[str, Value], list[tuple[str, Value]], None] = None,
+        *,
+        json_body: Optional[list] = None,
+        allowed: tuple[int, ...] = (),
+        prefer_value: bool = False,
+    ) -> tuple[int, bytes]:
+        """POST one command (a form body, or JSON for /batch); raise for a refusal."""
+        headers = dict(self._headers)
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        else:
+            body = urlencode(fields or {}).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if prefer_value:
+            headers["Prefer"] = "return=representation"
+        try:
+            response = self._pool.request("POST", f"/{verb}", body=body, headers=headers)
+        except urllib3.exceptions.HTTPError as error:
+            raise MemflaskConnectionError(0, "connection_error", str(error)) from error
+        if response.status < 300 or response.status in allowed:
+            return response.status, response.data
+        raise _error(response.status, response.data)
+
+
+def _error(status: int, body: bytes) -> MemflaskError:
+    try:
+        document = json.loads(body)
+        code, message = document["error"], document["message"]
+    except (ValueError, KeyError, TypeError):
+        code, message = "unreadable_answer", body[:200].decode("utf-8", "replace")
+    kind = _ERRORS.get(status, MemflaskServerError if status >= 500 else MemflaskError)
+    return kind(status, code, message)
