@@ -1,0 +1,148 @@
+"""The `memflask` command: `memflask serve`, and get/set/delete/incr/decr/stats/flush.
+
+Exit codes scripts can rely on: 0 done; 1 the key is absent (get); 2 bad usage or a bad
+setting; 3 the server refused the request (4xx); 4 no usable answer (down, 5xx).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable, Optional
+
+import click
+
+from . import __version__, create_app
+from .client import Client, MemflaskError
+from .config import DEFAULTS, INTEGER_SETTINGS, ConfigError
+from .serve import serve as serve_app
+
+ABSENT, REFUSED, UNAVAILABLE = 1, 3, 4
+
+
+@click.group()
+@click.version_option(__version__, message="memflask %(version)s")
+def main() -> None:
+    """memflask: an in-memory key/value cache server over HTTP."""
+
+
+def _setting_options(command: Callable) -> Callable:
+    """One option per setting (--size, --max-bytes, ...); unset ones keep config and env."""
+    for name in reversed([name for name in DEFAULTS if name != "CLOCK"]):
+        kind = int if name in INTEGER_SETTINGS else str
+        option = f"--{name.lower().replace('_', '-')}"
+        command = click.option(
+            option,
+            name.lower(),
+            type=kind,
+            default=None,
+            help=f"{name} (default {DEFAULTS[name]!r})",
+        )(command)
+    return command
+
+
+@main.command()
+@_setting_options
+def serve(**settings: Any) -> None:
+    """Serve with waitress until SIGTERM or SIGINT (then finish requests in flight)."""
+    overrides = {name.upper(): value for name, value in settings.items() if value is not None}
+    try:
+        app = create_app(overrides)
+    except ConfigError as error:
+        raise click.UsageError(f"bad setting: {error}") from None
+    serve_app(app)
+
+
+def _client_options(command: Callable) -> Callable:
+    command = click.option(
+        "--timeout",
+        type=float,
+        default=5.0,
+        show_default=True,
+        help="Seconds to wait for the server.",
+    )(command)
+    command = click.option(
+        "--token", envvar="MEMFLASK_TOKEN", default=None, help="Bearer token [env: MEMFLASK_TOKEN]."
+    )(command)
+    return click.option(
+        "--url",
+        envvar="MEMFLASK_URL",
+        default="http://127.0.0.1:8000",
+        show_default=True,
+        help="The server [env: MEMFLASK_URL].",
+    )(command)
+
+
+def _talk(url: str, token: Optional[str], timeout: float, action: Callable[[Client], Any]) -> Any:
+    """Run `action` with a client; turn refusals into the documented exit codes."""
+    with Client(url, token=token, timeout=timeout) as client:
+        try:
+            return action(client)
+        except MemflaskError as error:
+            click.echo(f"memflask: {error.message} ({error.status} {error.code})", err=True)
+            sys.exit(REFUSED if 400 <= error.status < 500 else UNAVAILABLE)
+
+
+@main.command()
+@click.argument("key")
+@_client_options
+def get(key: str, url: str, token: Optional[str], timeout: float) -> None:
+    """Print the value of KEY; exit 1 when it is absent."""
+    value = _talk(url, token, timeout, lambda client: client.get(key))
+    if value is None:
+        sys.exit(ABSENT)
+    click.echo(value)
+
+
+@main.command(name="set")
+@click.argument("key")
+@click.argument("value")
+@click.option("--expire", type=int, default=0, help="Seconds from now; 0: never.")
+@_client_options
+def set_(key: str, value: str, expire: int, url: str, token: Optional[str], timeout: float) -> None:
+    """Store VALUE under KEY."""
+    _talk(url, token, timeout, lambda client: client.set(key, value, expire=expire))
+
+
+@main.command()
+@click.argument("key")
+@_client_options
+def delete(key: str, url: str, token: Optional[str], timeout: float) -> None:
+    """Remove KEY."""
+    _talk(url, token, timeout, lambda client: client.delete(key))
+
+
+@main.command()
+@click.argument("key")
+@click.argument("amount", type=int, default=1)
+@_client_options
+def incr(key: str, amount: int, url: str, token: Optional[str], timeout: float) -> None:
+    """Add AMOUNT (default 1) to KEY's integer and print the result."""
+    click.echo(_talk(url, token, timeout, lambda client: client.incr(key, amount)))
+
+
+@main.command()
+@click.argument("key")
+@click.argument("amount", type=int, default=1)
+@_client_options
+def decr(key: str, amount: int, url: str, token: Optional[str], timeout: float) -> None:
+    """Subtract AMOUNT (default 1) from KEY's integer and print the result."""
+    click.echo(_talk(url, token, timeout, lambda client: client.decr(key, amount)))
+
+
+@main.command()
+@_client_options
+def stats(url: str, token: Optional[str], timeout: float) -> None:
+    """Print the server's statistics as JSON."""
+    click.echo(json.dumps(_talk(url, token, timeout, lambda client: client.stats()), indent=2))
+
+
+@main.command()
+@_client_options
+def flush(url: str, token: Optional[str], timeout: float) -> None:
+    """Remove every key."""
+    _talk(url, token, timeout, lambda client: client.flush_all())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The memflask command: serve, and the client commands with their exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from memflask import create_app
+from memflask.cli import main
+
+from .conftest import LiveServer
+from .test_live_server import free_port
+from .test_shutdown import ROOT, wait_until_serving
+
+
+@pytest.fixture
+def run(live_server):
+    url = f"http://127.0.0.1:{live_server.port}"
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, [*args, "--url", url])
+
+    return invoke
+
+
+def test_set_get_delete(run):
+    assert run("set", "greeting", "hello world").exit_code == 0
+    result = run("get", "greeting")
+    assert (result.exit_code, result.output) == (0, "hello world\n")
+    assert run("delete", "greeting").exit_code == 0
+    result = run("get", "greeting")
+    assert (result.exit_code, result.output) == (1, "")
+
+
+def test_incr_decr_print_the_new_value(run):
+    assert run("incr", "n").output == "1\n"
+    assert run("incr", "n", "10").output == "11\n"
+    assert run("decr", "n", "4").output == "7\n"
+
+
+def test_stats_and_flush(run):
+    run("set", "a", "1")
+    assert json.loads(run("stats").output)["keyCount"] == 1
+    assert run("flush").exit_code == 0
+    assert json.loads(run("stats").output)["keyCount"] == 0
+
+
+def test_refusal_exits_3_with_the_reason(run):
+    run("set", "word", "abc")
+    result = run("incr", "word")
+    assert result.exit_code == 3
+    assert "not_an_integer" in result.output
+
+
+def test_usage_error_exits_2(run):
+    assert run("incr", "n", "lots").exit_code == 2
+
+
+def test_unreachable_server_exits_4():
+    url = f"http://127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(main, ["get", "k", "--url", url, "--timeout", "2"])
+    assert result.exit_code == 4
+
+
+def test_token_from_the_environment(clock):
+    app = create_app({"APP_ENV": "production", "TOKEN": "s3cret", "CLOCK": clock})
+    with LiveServer(app) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        runner = CliRunner()
+        assert runner.invoke(main, ["set", "k", "v", "--url", url]).exit_code == 3
+        result = runner.invoke(
+            main, ["set", "k", "v", "--url", url], env={"MEMFLASK_TOKEN": "s3cret"}
+        )
+        assert result.exit_code == 0
+
+
+def test_serve_takes_every_setting_as_an_option():
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "memflask.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--size",
+        "2",
+        "--app-env",
+        "production",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env={"PATH": os.environ.get("PATH", "")})
+    try:
+        wait_until_serving(port, process)
+        url = f"http://127.0.0.1:{port}"
+        stats = json.loads(CliRunner().invoke(main, ["stats", "--url", url]).output)
+        assert stats["maxSize"] == 2
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+
+
+def test_serve_with_a_bad_setting_exits_2():
+    result = CliRunner().invoke(main, ["serve", "--max-bytes", "-5"])
+    assert result.exit_code == 2
+    assert "MAX_BYTES" in result.output
