@@ -11,6 +11,7 @@ from flask import Blueprint, Request, Response, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from . import openapi
 from .commands.base import (
     Command,
     CommandError,
@@ -63,6 +64,14 @@ def guard() -> None:
 def healthz() -> Response:
     """Liveness for load balancers: 200 while the app serves requests."""
     return current_app.json.response({"status": "ok"})
+
+
+@bp.route("/openapi.json", methods=["GET", "HEAD"], provide_automatic_options=False)
+def openapi_document() -> Response:
+    """The OpenAPI 3.1 description of this app's verbs."""
+    return current_app.json.response(
+        openapi.build(current_app.extensions["memflask"].context.registry)
+    )
 
 
 @bp.route("/metrics", methods=["GET", "HEAD"], provide_automatic_options=False)
