@@ -37,8 +37,10 @@ class MemflaskCache(BaseCache):
         timeout: float = 5.0,
         default_timeout: int = 300,
         key_prefix: str = "",
+        **options: Any,
     ):
-        super().__init__(default_timeout=default_timeout)
+        # Flask-Caching's own options (ignore_delete_many_errors in 2.5, ...) go to its base.
+        super().__init__(default_timeout=default_timeout, **options)
         self.client = Client(url, token=token, timeout=timeout)
         self.key_prefix = key_prefix
 
