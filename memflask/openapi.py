@@ -82,68 +82,71 @@ PARAMETERS = {
     "compare": ({"type": "string"}, "The value the current one must equal."),
 }
 
-# verb -> (summary, parameters (name, required, wire name), success statuses, refusals)
+# verb -> (summary, parameters (name, required), success answers, refusals)
 WRITE_ERRORS = (400, 412, 413)
+EXPIRY = [("expire", False), ("ttl", False)]
+STORES = [("key", True), ("value", True), *EXPIRY]  # the parameters of a value write
+WRITTEN = {204: None, 200: TEXT}  # 200 with the value under Prefer: return=representation
 VERBS: dict[str, tuple[str, list[tuple[str, bool]], dict[int, Any], tuple[int, ...]]] = {
     "get": ("Read a value.", [("key", True)], {200: TEXT, 304: None}, (400, 404)),
     "set": (
         "Store a value, replacing any item and its expiry.",
-        [("key", True), ("value", True), ("expire", False), ("ttl", False)],
-        {204: None, 200: TEXT},
+        STORES,
+        WRITTEN,
         WRITE_ERRORS,
     ),
     "add": (
         "Store a value only if the key is absent.",
-        [("key", True), ("value", True), ("expire", False), ("ttl", False)],
-        {204: None, 200: TEXT},
+        STORES,
+        WRITTEN,
         (*WRITE_ERRORS, 409),
     ),
     "replace": (
         "Store a value only if the key is present.",
-        [("key", True), ("value", True), ("expire", False), ("ttl", False)],
-        {204: None, 200: TEXT},
+        STORES,
+        WRITTEN,
         (*WRITE_ERRORS, 404),
     ),
     "checkandset": (
         "Store a value if the current one equals compare, or the key is absent.",
-        [("key", True), ("value", True), ("compare", True), ("expire", False), ("ttl", False)],
-        {204: None, 200: TEXT},
+        [("key", True), ("value", True), ("compare", True), *EXPIRY],
+        WRITTEN,
         WRITE_ERRORS,
     ),
     "append": (
         "Add the value after the current one (absent: set); keeps the expiry.",
-        [("key", True), ("value", True), ("expire", False), ("ttl", False)],
-        {204: None, 200: TEXT},
+        STORES,
+        WRITTEN,
         WRITE_ERRORS,
     ),
     "prepend": (
         "Add the value before the current one (absent: set); keeps the expiry.",
-        [("key", True), ("value", True), ("expire", False), ("ttl", False)],
-        {204: None, 200: TEXT},
+        STORES,
+        WRITTEN,
         WRITE_ERRORS,
     ),
     "increment": (
         "Add value to the stored integer (absent: set to value).",
-        [("key", True), ("amount", True), ("expire", False), ("ttl", False)],
-        {204: None, 200: TEXT},
+        [("key", True), ("amount", True), *EXPIRY],
+        WRITTEN,
         WRITE_ERRORS,
     ),
     "decrement": (
         "Subtract value from the stored integer (absent: set to value).",
-        [("key", True), ("amount", True), ("expire", False), ("ttl", False)],
-        {204: None, 200: TEXT},
+        [("key", True), ("amount", True), *EXPIRY],
+        WRITTEN,
         WRITE_ERRORS,
     ),
     "delete": ("Remove the key (204 also when absent).", [("key", True)], {204: None}, (400, 412)),
     "touch": (
         "Give an existing key a new expiry.",
-        [("key", True), ("expire", False), ("ttl", False)],
-        {204: None, 200: TEXT},
+        [("key", True), *EXPIRY],
+        WRITTEN,
         (*WRITE_ERRORS, 404),
     ),
     "gat": (
         "Read a value and give the key a new expiry.",
-        [("key", True), ("expire", False), ("ttl", False)],
+        [("key", True), *EXPIRY],
         {200: TEXT},
         (*WRITE_ERRORS, 404),
     ),
