@@ -264,9 +264,7 @@ class MemoryStore(Store):
             self._compact_expiries()
         if self._expiries and self._expiries[0][0] <= now:
             self._reclaim_expired(now, limit=self.SWEEP_STEP)
-        if (self.max_keys and len(items) > self.max_keys) or (
-            self.max_bytes and self._bytes > self.max_bytes
-        ):
+        if self._over_capacity():
             self._make_room(now)
         return item
 
