@@ -6,12 +6,13 @@ __version__ = "0.1.0"
 
 import logging
 import time
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from . import api, commands, config
+from . import api, commands, config, snapshot
 from .commands.base import CommandCounts, CommandError, Context
 from .metrics import Metrics
 from .registry import default_registry
@@ -42,7 +43,13 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     access = Access.from_settings(
         app.config["TOKEN"], app.config["ALLOWED_HOSTS"], app.config["ALLOWED_ORIGINS"]
     )
-    app.extensions["memflask"] = api.State(store, context, access, Metrics(store))
+    snapshots = None
+    if app.config["SNAPSHOT_PATH"]:
+        path = Path(app.instance_path) / app.config["SNAPSHOT_PATH"]  # absolute stays absolute
+        snapshot.load(store, path)
+        snapshots = snapshot.PeriodicSaver(store, path, app.config["SNAPSHOT_INTERVAL"])
+        snapshots.start()
+    app.extensions["memflask"] = api.State(store, context, access, Metrics(store), snapshots)
 
     app.register_blueprint(api.bp)
     app.register_error_handler(CommandError, api.command_error)

@@ -27,6 +27,7 @@ from .commands.base import (
 )
 from .metrics import Metrics
 from .security import Access
+from .snapshot import PeriodicSaver
 from .store import Store
 
 bp = Blueprint("api", __name__)
@@ -44,6 +45,7 @@ class State(NamedTuple):
     context: Context
     access: Access
     metrics: Metrics
+    snapshots: Optional[PeriodicSaver]  # None unless SNAPSHOT_PATH is set
 
 
 # Routes that answer without the token: load balancers probe them.

@@ -23,11 +23,13 @@ DEFAULTS: dict[str, Any] = {
     "TOKEN": None,  # when set, every route but /healthz needs "Authorization: Bearer <token>"
     "ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",  # Host names served (any port); "*": any
     "ALLOWED_ORIGINS": "",  # browser origins allowed to write, e.g. "https://app.example"
+    "SNAPSHOT_PATH": "",  # warm restarts: a file (relative: in the instance folder); "" = off
+    "SNAPSHOT_INTERVAL": 300,  # seconds between saves; 0 = only at a clean shutdown
 }
 
 # Settings that are text: read from MEMFLASK_<NAME> as given, never parsed as JSON
 # (from_prefixed_env would turn MEMFLASK_TOKEN=123 into a number).
-TEXT_SETTINGS = ("HOST", "APP_ENV", "TOKEN", "ALLOWED_HOSTS", "ALLOWED_ORIGINS")
+TEXT_SETTINGS = ("HOST", "APP_ENV", "TOKEN", "ALLOWED_HOSTS", "ALLOWED_ORIGINS", "SNAPSHOT_PATH")
 LIST_SETTINGS = ("ALLOWED_HOSTS", "ALLOWED_ORIGINS")
 
 # name -> (smallest, largest) for the whole-number settings.
@@ -39,6 +41,7 @@ INTEGER_SETTINGS = {
     "MAX_VALUE_BYTES": (1, 2**31 - 1),
     "MAX_BYTES": (0, 2**63 - 1),
     "MAX_BATCH": (1, 1_000_000),
+    "SNAPSHOT_INTERVAL": (0, 86_400),
 }
 
 # A JSON or form body may encode each value byte as up to 6 bytes (\u00XX escapes).
@@ -91,6 +94,8 @@ def validate(config: Config) -> None:
         config[name] = _whole_number(name, config[name], smallest, largest)
     if not isinstance(config["HOST"], str) or not config["HOST"]:
         raise ConfigError(f"HOST must be a host name or address, got {config['HOST']!r}")
+    if not isinstance(config["SNAPSHOT_PATH"], str):
+        raise ConfigError(f"SNAPSHOT_PATH must be a file path, got {config['SNAPSHOT_PATH']!r}")
     if not isinstance(config["APP_ENV"], str):
         raise ConfigError(f"APP_ENV must be a string, got {config['APP_ENV']!r}")
     for name in LIST_SETTINGS:

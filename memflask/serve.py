@@ -88,6 +88,9 @@ def serve(app: Flask) -> None:
         signal.signal(signum, lambda signum, frame: server.stop())
     server.server.print_listen("memflask serving on http://{}:{}")
     server.run()
+    snapshots = app.extensions["memflask"].snapshots
+    if snapshots is not None:
+        snapshots.stop()  # the last save, after the last request was answered
 
 
 def _in_flight(server: Any) -> bool:

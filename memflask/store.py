@@ -206,6 +206,32 @@ class MemoryStore(Store):
             self._expiries.clear()
             self._bytes = 0
 
+    def export(self) -> list[tuple[str, str, Optional[float]]]:
+        """Every live item as (key, value, expires_at), least recently used first."""
+        with self._lock:
+            now = self._now()
+            return [
+                (key, item.value, item.expires_at)
+                for key, item in self._items.items()
+                if item.expires_at is None or item.expires_at > now
+            ]
+
+    def restore(self, items: Iterable[tuple[str, str, Optional[float]]]) -> int:
+        """Store exported items in order, so recency is kept; return how many are held.
+
+        Expired items, and items too large for this store's cap, are skipped.
+        """
+        with self._lock:
+            now = self._now()
+            for key, value, expires_at in items:
+                if expires_at is not None and expires_at <= now:
+                    continue
+                try:
+                    self._store(key, Item(value, expires_at), self._items.get(key), now)
+                except ItemTooLarge:
+                    continue
+            return len(self._items)
+
     def stats(self) -> dict:
         with self._lock:
             self._reclaim_expired(self._now(), limit=None)
