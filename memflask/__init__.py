@@ -17,7 +17,7 @@ from .commands.base import CommandCounts, CommandError, Context
 from .metrics import Metrics
 from .registry import default_registry
 from .security import Access
-from .store import MemoryStore
+from .store import MemoryStore, Store
 
 __all__ = ["__version__", "create_app"]
 
@@ -35,11 +35,7 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
         max_batch=app.config["MAX_BATCH"],
         started=time.monotonic(),
     )
-    store = MemoryStore(
-        max_keys=app.config["SIZE"],
-        max_bytes=app.config["MAX_BYTES"],
-        clock=app.config["CLOCK"],
-    )
+    store = _make_store(app.config)
     access = Access.from_settings(
         app.config["TOKEN"], app.config["ALLOWED_HOSTS"], app.config["ALLOWED_ORIGINS"]
     )
@@ -62,6 +58,22 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
         app.logger.setLevel(logging.INFO)
         app.after_request(_log_request)
     return app
+
+
+def _make_store(config: Mapping[str, Any]) -> Store:
+    """The backend STORE_URL names: the memory store, or Redis."""
+    if config["STORE_URL"].startswith("memory://"):
+        return MemoryStore(
+            max_keys=config["SIZE"], max_bytes=config["MAX_BYTES"], clock=config["CLOCK"]
+        )
+    from .redis_store import RedisStore  # imports redis-py only when it is used
+
+    return RedisStore(
+        config["STORE_URL"],
+        prefix=config["STORE_PREFIX"],
+        timeout=config["STORE_TIMEOUT_MS"] / 1000,
+        clock=config["CLOCK"],
+    )
 
 
 def _log_request(response: Response) -> Response:

@@ -25,11 +25,23 @@ DEFAULTS: dict[str, Any] = {
     "ALLOWED_ORIGINS": "",  # browser origins allowed to write, e.g. "https://app.example"
     "SNAPSHOT_PATH": "",  # warm restarts: a file (relative: in the instance folder); "" = off
     "SNAPSHOT_INTERVAL": 300,  # seconds between saves; 0 = only at a clean shutdown
+    "STORE_URL": "memory://",  # or redis://host:port/db for the Redis backend
+    "STORE_PREFIX": "memflask:",  # the Redis namespace: memflask's keys only
+    "STORE_TIMEOUT_MS": 1000,  # how long a Redis call may take before a 503
 }
 
 # Settings that are text: read from MEMFLASK_<NAME> as given, never parsed as JSON
 # (from_prefixed_env would turn MEMFLASK_TOKEN=123 into a number).
-TEXT_SETTINGS = ("HOST", "APP_ENV", "TOKEN", "ALLOWED_HOSTS", "ALLOWED_ORIGINS", "SNAPSHOT_PATH")
+TEXT_SETTINGS = (
+    "HOST",
+    "APP_ENV",
+    "TOKEN",
+    "ALLOWED_HOSTS",
+    "ALLOWED_ORIGINS",
+    "SNAPSHOT_PATH",
+    "STORE_URL",
+    "STORE_PREFIX",
+)
 LIST_SETTINGS = ("ALLOWED_HOSTS", "ALLOWED_ORIGINS")
 
 # name -> (smallest, largest) for the whole-number settings.
@@ -42,6 +54,7 @@ INTEGER_SETTINGS = {
     "MAX_BYTES": (0, 2**63 - 1),
     "MAX_BATCH": (1, 1_000_000),
     "SNAPSHOT_INTERVAL": (0, 86_400),
+    "STORE_TIMEOUT_MS": (1, 600_000),
 }
 
 # A JSON or form body may encode each value byte as up to 6 bytes (\u00XX escapes).
@@ -96,6 +109,17 @@ def validate(config: Config) -> None:
         raise ConfigError(f"HOST must be a host name or address, got {config['HOST']!r}")
     if not isinstance(config["SNAPSHOT_PATH"], str):
         raise ConfigError(f"SNAPSHOT_PATH must be a file path, got {config['SNAPSHOT_PATH']!r}")
+    url = config["STORE_URL"]
+    if not isinstance(url, str) or not url.startswith(
+        ("memory://", "redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError(f"STORE_URL must be memory:// or redis://host:port/db, got {url!r}")
+    if config["SNAPSHOT_PATH"] and not url.startswith("memory://"):
+        raise ConfigError("SNAPSHOT_PATH is for the memory store; Redis keeps its own data")
+    if not isinstance(config["STORE_PREFIX"], str) or not config["STORE_PREFIX"]:
+        raise ConfigError(
+            f"STORE_PREFIX must be a non-empty string, got {config['STORE_PREFIX']!r}"
+        )
     if not isinstance(config["APP_ENV"], str):
         raise ConfigError(f"APP_ENV must be a string, got {config['APP_ENV']!r}")
     for name in LIST_SETTINGS:

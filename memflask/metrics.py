@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .store import Store
+from .store import Store, StoreUnavailable
 
 # A cache answers in well under a millisecond in-process; the default buckets start at 5 ms.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
@@ -21,7 +21,12 @@ class StoreCollector(Collector):
         self.store = store
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.store.stats()
+        try:
+            stats = self.store.stats()
+        except StoreUnavailable:
+            yield GaugeMetricFamily("memflask_store_up", "Whether the store answers.", value=0)
+            return
+        yield GaugeMetricFamily("memflask_store_up", "Whether the store answers.", value=1)
         for name, key, text in [
             ("hits", "hits", "Reads that found a live key."),
             ("misses", "misses", "Reads that found no key, or an expired one."),

@@ -53,6 +53,10 @@ class ItemTooLarge(ValueError):
     """An item alone is bigger than the store's whole byte capacity."""
 
 
+class StoreUnavailable(RuntimeError):
+    """The backend (a Redis server) is down or too slow to answer."""
+
+
 def utf8_len(text: str) -> int:
     """Return the UTF-8 length of `text` without encoding ASCII text."""
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))

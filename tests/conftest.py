@@ -2,10 +2,16 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
+import socket
+import subprocess
 import threading
+import time
+import uuid
 from typing import Iterator, Optional
 
 import pytest
+import redis
 
 from memflask import create_app
 from memflask.serve import GracefulServer
@@ -39,9 +45,72 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module with CONTRACT = True runs every test that uses the app on both backends."""
+    if getattr(metafunc.module, "CONTRACT", False) and "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", ["memory", "redis"], indirect=True)
+
+
 @pytest.fixture
-def app(clock: FakeClock):
-    return create_app({"TESTING": True, "APP_ENV": "production", "CLOCK": clock})
+def backend(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "memory")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on a free loopback port, for the whole session."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("the Redis tests need redis-server (Debian: apt-get install redis-server)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+    client.close()
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def backend_config(backend: str, request: pytest.FixtureRequest) -> dict:
+    """The settings that put an app on `backend`; a Redis app gets a namespace of its own."""
+    if backend != "redis":
+        return {}
+    marker = request.node.get_closest_marker("memory_only")
+    if marker:
+        pytest.skip(marker.args[0])
+    return {
+        "STORE_URL": request.getfixturevalue("redis_url"),
+        "STORE_PREFIX": f"test-{uuid.uuid4().hex}:",
+    }
+
+
+@pytest.fixture
+def app(clock: FakeClock, backend: str, request: pytest.FixtureRequest):
+    config = {"TESTING": True, "APP_ENV": "production", "CLOCK": clock}
+    app = create_app({**config, **backend_config(backend, request)})
+    yield app
+    if backend == "redis":
+        app.extensions["memflask"].store.flush()
+
+
+def state_of(store, key: str) -> Optional[tuple]:
+    """An item's whole state (value, expiry, version), comparable across backends."""
+    item = store.peek(key)
+    return None if item is None else (item.value, item.expires_at, item.version)
 
 
 @pytest.fixture

@@ -18,6 +18,9 @@ from memflask.client import (
 
 from .conftest import LiveServer
 
+# Runs on every store backend (tests/conftest.py).
+CONTRACT = True
+
 
 @pytest.fixture
 def cache(live_server):

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from .conftest import state_of
+
+# Runs on every store backend (tests/conftest.py).
+CONTRACT = True
+
 
 def etag_of(client, key):
     return client.get("/get", query_string={"key": key}).headers["ETag"]
@@ -62,11 +67,11 @@ def test_if_match_applies_only_while_the_tag_is_current(client, store, verb, par
     client.get("/set?key=k&value=1")
     current = etag_of(client, "k")
 
-    before = store.peek("k")
+    before = state_of(store, "k")
     response = client.get(f"/{verb}?key=k&{params}", headers={"If-Match": stale})
     assert response.status_code == 412
     assert response.json["error"] == "precondition_failed"
-    assert store.peek("k") is before
+    assert state_of(store, "k") == before
 
     response = client.get(f"/{verb}?key=k&{params}", headers={"If-Match": current})
     assert response.status_code == 204

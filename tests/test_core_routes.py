@@ -7,6 +7,9 @@ from freezegun import freeze_time
 
 from memflask import create_app
 
+# Runs on every store backend (tests/conftest.py).
+CONTRACT = True
+
 NOW = 1_700_000_000  # the FakeClock's start
 
 

@@ -6,6 +6,9 @@ import pytest
 
 from memflask import create_app
 
+# Runs on every store backend (tests/conftest.py).
+CONTRACT = True
+
 NOW = 1_700_000_000
 
 
@@ -281,6 +284,7 @@ def test_every_body_kind_accepts_values_up_to_max_value_bytes(client, kind):
 # -- stats ---------------------------------------------------------------------------------
 
 
+@pytest.mark.memory_only("on Redis, bytes, expired and evictions are what Redis reports")
 def test_stats_reports_every_counter(client, clock):
     client.get("/set?key=a&value=12")
     client.get("/set?key=b&value=1&ttl=1")

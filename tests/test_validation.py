@@ -6,6 +6,11 @@ import pytest
 
 from memflask import create_app
 
+from .conftest import state_of
+
+# Runs on every store backend (tests/conftest.py).
+CONTRACT = True
+
 NOW = 1_700_000_000
 
 KEYED_VERBS = [
@@ -72,10 +77,9 @@ def assert_error(response, status, code):
 def seeded(client, store):
     """A cache holding key "k" = "1" (expiring in 100 s); asserts it is untouched afterwards."""
     client.get(f"/set?key=k&value=1&expire={NOW + 100}")
-    before = store.peek("k")
+    before = state_of(store, "k")
     yield client
-    after = store.peek("k")
-    assert after is before, "a refused request changed the cache"
+    assert state_of(store, "k") == before, "a refused request changed the cache"
     assert store.stats()["keyCount"] == 1
 
 
@@ -216,9 +220,9 @@ def test_amount_must_be_a_64_bit_integer(seeded, verb, bad):
 )
 def test_stored_value_must_be_a_64_bit_integer(client, store, stored):
     client.get("/set", query_string={"key": "k", "value": stored})
-    before = store.peek("k")
+    before = state_of(store, "k")
     assert_error(client.get("/increment?key=k&value=1"), 400, "not_an_integer")
-    assert store.peek("k") is before
+    assert state_of(store, "k") == before
 
 
 @pytest.mark.parametrize("amount", ["9223372036854775807", "-9223372036854775808", "+0007"])
@@ -239,10 +243,10 @@ def test_amount_at_the_64_bit_edges_is_fine(client, amount):
 )
 def test_overflow_is_an_error_never_a_wrap(client, store, verb, start, amount):
     client.get("/set", query_string={"key": "n", "value": start})
-    before = store.peek("n")
+    before = state_of(store, "n")
     response = client.get(f"/{verb}", query_string={"key": "n", "value": amount})
     assert_error(response, 400, "overflow")
-    assert store.peek("n") is before
+    assert state_of(store, "n") == before
 
 
 def test_duplicate_single_parameter(seeded):

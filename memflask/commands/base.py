@@ -11,7 +11,7 @@ import threading
 from typing import Any, ClassVar, Mapping, NamedTuple, Optional, Sequence
 
 from ..registry import Registry
-from ..store import Change, Item, ItemTooLarge, Store, utf8_len
+from ..store import Change, Item, ItemTooLarge, Store, StoreUnavailable, utf8_len
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -60,6 +60,11 @@ class PreconditionFailed(CommandError):
 class ValueTooLarge(CommandError):
     status = 413
     code = "value_too_large"
+
+
+class Unavailable(CommandError):
+    status = 503
+    code = "store_unavailable"
 
 
 class UnknownVerb(CommandError):
@@ -375,3 +380,5 @@ def run(command: type[Command], store: Store, params: Params) -> Result:
         return instance.apply(store, instance.validate(params))
     except CommandError as error:
         return error.result()
+    except StoreUnavailable as error:
+        return Unavailable(f"the store is unavailable; nothing was done ({error})").result()

@@ -1,0 +1,181 @@
+"""The Redis store backend: every memflask process on one Redis sees one cache.
+
+Each item is a hash under the namespace prefix (`<prefix>item:<key>`) holding its value
+(`v`), version (`n`) and absolute expiry (`e`, empty for never). Expiry is judged by the
+store's clock, as in the memory store, and the key also gets a Redis TTL so Redis
+reclaims it. Read-modify-write verbs run the same change functions as the memory store
+inside WATCH/MULTI: the write applies only if the key did not change since it was read,
+and is retried otherwise, so no update is lost between processes.
+
+SIZE and MAX_BYTES are not enforced here: Redis's own `maxmemory` with the
+`allkeys-lru` policy is the LRU (see README, "Backends").
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterable, Optional, TypeVar
+
+import redis
+from redis.exceptions import ConnectionError, TimeoutError, WatchError
+
+from .store import DELETE, ChangeFunction, Clock, Item, Store, StoreUnavailable, utf8_len
+
+T = TypeVar("T")
+FIELDS = ("v", "n", "e")
+SCAN_BATCH = 1000
+
+
+def _translating(method: Callable[..., T]) -> Callable[..., T]:
+    """Turn Redis being down or slow into StoreUnavailable (answered 503)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return method(*args, **kwargs)
+        except (ConnectionError, TimeoutError, OSError) as error:
+            # Only an unreachable or slow Redis: anything else is a bug, and must show.
+            raise StoreUnavailable(f"redis: {error}") from error
+
+    return wrapper
+
+
+class RedisStore(Store):
+    """The Store interface on a Redis server (redis-py)."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "memflask:",
+        timeout: float = 1.0,
+        clock: Optional[Callable[[], float]] = None,
+    ):
+        self.clock = clock if clock is not None else Clock()
+        self.prefix = prefix
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
+        )
+        self._version_key = f"{prefix}meta:version"
+        self._stats_key = f"{prefix}meta:stats"
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}item:{key}"
+
+    def _item(self, fields: list[Optional[bytes]], now: float) -> Optional[Item]:
+        """The live Item in a hash's (v, n, e) fields, or None (absent or expired)."""
+        value, version, expires = fields
+        if value is None or version is None:
+            return None
+        expires_at = float(expires) if expires else None
+        if expires_at is not None and expires_at <= now:
+            return None
+        item = Item(value.decode("utf-8"), expires_at)
+        item.version = int(version)
+        return item
+
+    def _count(self, hits: int, misses: int) -> None:
+        hits, misses = int(hits), int(misses)
+        pipe = self.client.pipeline(transaction=False)
+        if hits:
+            pipe.hincrby(self._stats_key, "hits", hits)
+        if misses:
+            pipe.hincrby(self._stats_key, "misses", misses)
+        pipe.execute()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    @_translating
+    def get(self, key: str) -> Optional[Item]:
+        item = self._item(self.client.hmget(self._key(key), FIELDS), self.clock())
+        self._count(item is not None, item is None)
+        return item
+
+    @_translating
+    def get_many(self, keys: Iterable[str]) -> dict[str, Item]:
+        keys = list(keys)
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(self._key(key), FIELDS)
+        now = self.clock()
+        found = {}
+        for key, fields in zip(keys, pipe.execute()):
+            item = self._item(fields, now)
+            if item is not None:
+                found[key] = item
+        self._count(len(found), len(keys) - len(found))
+        return found
+
+    @_translating
+    def peek(self, key: str) -> Optional[Item]:
+        return self._item(self.client.hmget(self._key(key), FIELDS), self.clock())
+
+    # -- writes --------------------------------------------------------------------------
+
+    @_translating
+    def update(self, key: str, change: ChangeFunction, *, read: bool = False) -> Optional[Item]:
+        name = self._key(key)
+        counted = not read
+        with self.client.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(name)
+                    now = self.clock()
+                    current = self._item(pipe.hmget(name, FIELDS), now)
+                    if not counted:  # the first read counts, even if `change` refuses
+                        self._count(current is not None, current is None)
+                        counted = True
+                    new = change(current, now)
+                    if new is None:
+                        pipe.unwatch()
+                        break
+                    if new is not DELETE:
+                        new.version = self.client.incr(self._version_key)
+                        new.size = utf8_len(key) + utf8_len(new.value)
+                    pipe.multi()
+                    pipe.delete(name)
+                    if new is not DELETE and (new.expires_at is None or new.expires_at > now):
+                        expires = "" if new.expires_at is None else repr(new.expires_at)
+                        pipe.hset(name, mapping={"v": new.value, "n": new.version, "e": expires})
+                        if new.expires_at is not None:
+                            pipe.pexpire(name, max(1, int((new.expires_at - now) * 1000)))
+                    pipe.execute()
+                    break
+                except WatchError:
+                    continue  # another writer changed the key: read it again
+        if new is None:
+            return current
+        return None if new is DELETE else new
+
+    @_translating
+    def flush(self) -> None:
+        """Remove memflask's keys only (other users of the Redis keep theirs)."""
+        batch = []
+        for name in self.client.scan_iter(match=f"{self.prefix}item:*", count=SCAN_BATCH):
+            batch.append(name)
+            if len(batch) >= SCAN_BATCH:
+                self.client.unlink(*batch)
+                batch = []
+        if batch:
+            self.client.unlink(*batch)
+
+    @_translating
+    def stats(self) -> dict:
+        """Counts of this namespace's live keys, and what Redis itself knows."""
+        names = list(self.client.scan_iter(match=f"{self.prefix}item:*", count=SCAN_BATCH))
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hget(name, "e")
+        now = self.clock()
+        live = sum(1 for e in pipe.execute() if e is not None and (not e or float(e) > now))
+        counters = self.client.hgetall(self._stats_key)
+        info = self.client.info()
+        return {
+            "keyCount": live,
+            "maxSize": 0,
+            "bytes": info.get("used_memory", 0),
+            "maxBytes": info.get("maxmemory", 0),
+            "hits": int(counters.get(b"hits", 0)),
+            "misses": int(counters.get(b"misses", 0)),
+            "evictions": info.get("evicted_keys", 0),
+            "expired": info.get("expired_keys", 0),
+        }
