@@ -20,40 +20,28 @@ ERROR = {
     "additionalProperties": False,
 }
 ETAG = {"ETag": {"description": "The item's version.", "schema": {"type": "string"}}}
+STATS_COUNTERS = [
+    "keyCount",
+    "maxSize",
+    "bytes",
+    "maxBytes",
+    "hits",
+    "misses",
+    "evictions",
+    "expired",
+    "uptime",
+]
 STATS = {
     "type": "object",
-    "required": [
-        "keyCount",
-        "maxSize",
-        "bytes",
-        "maxBytes",
-        "hits",
-        "misses",
-        "evictions",
-        "expired",
-        "commands",
-        "uptime",
-        "version",
-    ],
+    "required": [*STATS_COUNTERS, "commands", "version"],
     "properties": {
-        **{
-            name: {"type": "integer", "minimum": 0}
-            for name in [
-                "keyCount",
-                "maxSize",
-                "bytes",
-                "maxBytes",
-                "hits",
-                "misses",
-                "evictions",
-                "expired",
-                "uptime",
-            ]
-        },
+        **{name: {"type": "integer", "minimum": 0} for name in STATS_COUNTERS},
         "commands": {"type": "object", "additionalProperties": {"type": "integer"}},
         "version": {"type": "string"},
     },
 }
+
+
 BATCH_RESULT = {
     "type": "object",
     "required": ["status"],

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Iterator, Optional
 
 import pytest
@@ -18,6 +19,48 @@ from memflask.serve import GracefulServer
 
 # Environment variables memflask reads; each test starts without them.
 ENVIRONMENT = ("PORT", "APP_ENV", "SIZE")
+
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout, where `python -m memflask` runs
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_redis_server(port: int) -> subprocess.Popen:
+    """A throwaway redis-server on loopback: no persistence, nothing written to disk."""
+    command = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
+
+
+def wait_until_serving(port: int, process: subprocess.Popen) -> None:
+    """Wait (30 s at most) until a memflask process answers /healthz on `port`."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.05)
+        finally:
+            connection.close()
+    raise AssertionError("the server did not start")
 
 
 class FakeClock:
@@ -59,16 +102,10 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A real redis-server on a free loopback port, for the whole session."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         pytest.skip("the Redis tests need redis-server (Debian: apt-get install redis-server)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
+    port = free_port()
+    process = start_redis_server(port)
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     deadline = time.monotonic() + 30
@@ -99,8 +136,14 @@ def backend_config(backend: str, request: pytest.FixtureRequest) -> dict:
 
 
 @pytest.fixture
-def app(clock: FakeClock, backend: str, request: pytest.FixtureRequest):
-    config = {"TESTING": True, "APP_ENV": "production", "CLOCK": clock}
+def app_config() -> dict:
+    """Settings a test module adds to its apps (override the fixture in the module)."""
+    return {}
+
+
+@pytest.fixture
+def app(clock: FakeClock, backend: str, app_config: dict, request: pytest.FixtureRequest):
+    config = {"TESTING": True, "APP_ENV": "production", "CLOCK": clock, **app_config}
     app = create_app({**config, **backend_config(backend, request)})
     yield app
     if backend == "redis":

@@ -13,9 +13,7 @@ from click.testing import CliRunner
 from memflask import create_app
 from memflask.cli import main
 
-from .conftest import LiveServer
-from .test_live_server import free_port
-from .test_shutdown import ROOT, wait_until_serving
+from .conftest import ROOT, LiveServer, free_port, wait_until_serving
 
 
 @pytest.fixture

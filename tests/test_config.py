@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from memflask import create_app
 from memflask.config import ConfigError, split_listen_address
+
+from .conftest import ROOT
 
 
 def test_defaults():
@@ -100,7 +101,7 @@ def test_bad_setting_exits_python_m_memflask_with_a_message():
     result = subprocess.run(
         [sys.executable, "-m", "memflask"],
         env={"SIZE": "lots", "PATH": ""},
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,

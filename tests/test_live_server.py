@@ -10,14 +10,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
 from memflask import create_app
 
-from .conftest import LiveServer
+from .conftest import ROOT, LiveServer, free_port
 
 FORM = "application/x-www-form-urlencoded"
 # Bounds for the load loops: enough to expose a lost update, short on any machine.
@@ -136,24 +135,17 @@ def test_other_methods_get_json_405_from_real_waitress(live_server, method):
     assert live_server.request("GET", "/get?key=k")[0] == 404
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize("entry", ["module", "waitress-serve"])
 def test_served_process_answers_and_logs_each_request_once(entry):
     """`python -m memflask` (PORT in the original's `:8000` form) and `waitress-serve wsgi:app`."""
     port = free_port()
-    root = Path(__file__).resolve().parent.parent
     if entry == "module":
         command = [sys.executable, "-m", "memflask"]
     else:
         command = [sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "wsgi:app"]
     process = subprocess.Popen(
         command,
-        cwd=root,
+        cwd=ROOT,
         env={"PORT": f":{port}", "PATH": os.environ.get("PATH", "")},
         stderr=subprocess.PIPE,
         text=True,

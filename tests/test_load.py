@@ -14,12 +14,10 @@ import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Optional
 from urllib.parse import urlencode
 
-from .test_live_server import free_port
-from .test_shutdown import wait_until_serving
+from .conftest import ROOT, free_port, wait_until_serving
 
 THREADS = 8
 OPERATIONS_PER_THREAD = 400
@@ -228,14 +226,13 @@ def rss_bytes(pid: int) -> int:
 
 def test_write_flood_under_a_memory_cap_keeps_memory_bounded():
     port = free_port()
-    root = Path(__file__).resolve().parent.parent
     environment = {
         "PORT": str(port),
         "APP_ENV": "production",
         "PATH": os.environ.get("PATH", ""),
         "MEMFLASK_MAX_BYTES": str(FLOOD_CAP_BYTES),
     }
-    process = subprocess.Popen([sys.executable, "-m", "memflask"], cwd=root, env=environment)
+    process = subprocess.Popen([sys.executable, "-m", "memflask"], cwd=ROOT, env=environment)
     try:
         wait_until_serving(port, process)
         value = "v" * FLOOD_VALUE_BYTES

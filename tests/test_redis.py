@@ -16,8 +16,7 @@ import redis
 
 from memflask import create_app
 
-from .test_live_server import free_port
-from .test_shutdown import ROOT, wait_until_serving
+from .conftest import ROOT, free_port, start_redis_server, wait_until_serving
 
 
 def call(port: int, target: str) -> tuple[int, bytes]:
@@ -98,21 +97,9 @@ def test_flush_removes_only_memflasks_keys(redis_url):
     other.delete("someone-else:key")
 
 
-def test_redis_down_is_a_quick_503_and_recovers(tmp_path):
-    binary = "redis-server"
+def test_redis_down_is_a_quick_503_and_recovers(redis_url):  # skips without redis-server
     port = free_port()
-    command = [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    server = start_redis_server(port)
     url = f"redis://127.0.0.1:{port}/0"
     try:
         client = create_app(
@@ -134,7 +121,7 @@ def test_redis_down_is_a_quick_503_and_recovers(tmp_path):
         metrics = client.get("/metrics").data.decode()
         assert "memflask_store_up 0.0" in metrics
 
-        server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        server = start_redis_server(port)
         deadline = time.monotonic() + 30
         while client.get("/set?key=k&value=back").status_code != 204:
             assert time.monotonic() < deadline, "no recovery after Redis came back"

@@ -9,13 +9,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from .test_live_server import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from .conftest import ROOT, free_port, wait_until_serving
 
 # A server whose /slow verb takes a second, and which acknowledges a write on the way.
 SERVER = """
@@ -41,22 +38,6 @@ app = create_app()
 app.extensions["memflask"].context.registry.register(Slow)
 serve(app)
 """
-
-
-def wait_until_serving(port: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.05)
-        finally:
-            connection.close()
-    raise AssertionError("the server did not start")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

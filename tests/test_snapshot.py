@@ -17,8 +17,7 @@ from memflask import create_app
 from memflask.snapshot import FORMAT, PeriodicSaver, load, save
 from memflask.store import Item, MemoryStore
 
-from .test_live_server import free_port
-from .test_shutdown import ROOT, wait_until_serving
+from .conftest import ROOT, free_port, wait_until_serving
 
 
 def fill(store, clock):
