@@ -118,7 +118,9 @@ def read_params(req: Request, command: type[Command], context: Context) -> Param
     max_fields = context.max_batch + EXTRA_FIELDS
     values = _parse_form(environ.get("QUERY_STRING", ""), max_fields)
     document = None
-    has_body = req.content_length or "HTTP_TRANSFER_ENCODING" in environ
+    has_body = environ.get("CONTENT_LENGTH", "0") not in ("", "0") or (
+        "HTTP_TRANSFER_ENCODING" in environ
+    )
     body = req.get_data(cache=False) if has_body else b""
     if body:
         if req.mimetype == FORM:

@@ -110,6 +110,8 @@ class Conditions(NamedTuple):
 
     @classmethod
     def from_headers(cls, if_match: Optional[str], if_none_match: Optional[str]) -> Conditions:
+        if if_match is None and if_none_match is None:
+            return NO_CONDITIONS  # most requests: nothing to parse
         return cls(
             _parse_entity_tags(if_match, weak_matches=False),
             _parse_entity_tags(if_none_match, weak_matches=True),
