@@ -9,10 +9,15 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from . import api, commands, config, snapshot
+from . import (
+    api,
+    commands,  # noqa: F401 -- importing it registers every verb
+    config,
+    snapshot,
+)
 from .commands.base import CommandCounts, CommandError, Context
 from .metrics import Metrics
 from .registry import default_registry
@@ -78,12 +83,7 @@ def _make_store(config: Mapping[str, Any]) -> Store:
 
 def _log_request(response: Response) -> Response:
     """One line per request, as the original printed (off when APP_ENV=production)."""
-    from flask import current_app
-
     current_app.logger.info(
         "%s %s %s", request.method, request.full_path.rstrip("?"), response.status_code
     )
     return response
-
-
-assert commands  # imported for its side effect: registering every verb
