@@ -38,18 +38,7 @@ VALUE_VERBS = [
     "add",
     "replace",
 ]
-EXPIRY_VERBS = [
-    "set",
-    "checkandset",
-    "increment",
-    "decrement",
-    "append",
-    "prepend",
-    "add",
-    "replace",
-    "touch",
-    "gat",
-]
+EXPIRY_VERBS = [*VALUE_VERBS, "touch", "gat"]
 # The other parameters each verb needs to get past validation.
 REQUIRED = {
     "set": {"value": "1"},
