@@ -12,7 +12,8 @@ from typing import Any, Callable, Optional
 
 import click
 
-from . import __version__, create_app
+from . import __version__
+from .app import create_app
 from .client import Client, MemflaskError
 from .config import DEFAULTS, INTEGER_SETTINGS, ConfigError
 from .serve import serve as serve_app
