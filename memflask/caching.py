@@ -1,4 +1,4 @@
-"""A Flask-Caching backend that keeps a Flask app's cache in a memflask server.
+"""A memflask server as the cache of a Flask app (Flask-Caching), or of cachelib alone.
 
     cache = Cache(app, config={
         "CACHE_TYPE": "memflask.caching.MemflaskCache",
@@ -6,6 +6,14 @@
         "CACHE_MEMFLASK_TOKEN": None,          # when the server sets MEMFLASK_TOKEN
         "CACHE_KEY_PREFIX": "myapp:",
     })
+
+Importing this module imports cachelib and memflask.client, not Flask. The work is done
+by `CachelibMemflaskCache`, a cachelib cache usable without Flask
+(`CachelibMemflaskCache(url, token=..., key_prefix=...)`). `MemflaskCache`, the
+Flask-Caching backend, is that class on Flask-Caching's BaseCache, built on first use:
+importing Flask-Caching imports Flask, and Flask-Caching (2.3 to 2.5) calls a backend's
+`factory(app, config, args, options)` only when the class subclasses its BaseCache
+(anything else is called with those four arguments itself).
 
 Values are serialised as Flask-Caching's Redis backend does (cachelib's RedisSerializer):
 integers as plain text, so `inc`/`dec` run on the server, and everything else pickled
@@ -18,16 +26,16 @@ from __future__ import annotations
 
 import base64
 import pickle
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
-from flask_caching.backends.base import BaseCache
+from cachelib import BaseCache
 
 from .client import Client
 
 PICKLED = "!"
 
 
-class MemflaskCache(BaseCache):
+class CachelibMemflaskCache(BaseCache):
     """cache.get/set/add/delete/inc/dec/get_many/set_many/clear on a memflask server."""
 
     def __init__(
@@ -39,19 +47,11 @@ class MemflaskCache(BaseCache):
         key_prefix: str = "",
         **options: Any,
     ):
-        # Flask-Caching's own options (ignore_delete_many_errors in 2.5, ...) go to its base.
+        # The base's own options (ignore_delete_many_errors, ...) go to the next class in
+        # the MRO: cachelib's BaseCache here, Flask-Caching's BaseCache in MemflaskCache.
         super().__init__(default_timeout=default_timeout, **options)
         self.client = Client(url, token=token, timeout=timeout)
         self.key_prefix = key_prefix
-
-    @classmethod
-    def factory(cls, app, config, args, kwargs):
-        kwargs.update(
-            url=config.get("CACHE_MEMFLASK_URL", "http://127.0.0.1:8000"),
-            token=config.get("CACHE_MEMFLASK_TOKEN"),
-            key_prefix=config.get("CACHE_KEY_PREFIX") or "",
-        )
-        return cls(*args, **kwargs)
 
     # -- serialisation -------------------------------------------------------------------
 
@@ -118,3 +118,44 @@ class MemflaskCache(BaseCache):
         # Increment by -delta: an absent key becomes -delta, as in Flask-Caching's other
         # backends (memflask's own /decrement would set it to +delta, as the original).
         return self.client.incr(self._key(key), -delta)
+
+
+def __getattr__(name: str) -> Any:
+    # Called only for names this module does not define (PEP 562): MemflaskCache is built
+    # on its first lookup, then stored in the globals, where later lookups find it.
+    if name == "MemflaskCache":
+        # setdefault: two threads racing here still end up with one class.
+        return globals().setdefault(name, _flask_caching_backend())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _flask_caching_backend() -> type:
+    """Build MemflaskCache: CachelibMemflaskCache on Flask-Caching's BaseCache."""
+    try:
+        from flask_caching.backends.base import BaseCache as FlaskCachingBaseCache
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            "MemflaskCache is the Flask-Caching backend: pip install memflask[caching] "
+            "(CachelibMemflaskCache needs cachelib alone)",
+            name=error.name,
+        ) from error
+
+    class MemflaskCache(CachelibMemflaskCache, FlaskCachingBaseCache):
+        """The Flask-Caching backend: CACHE_TYPE "memflask.caching.MemflaskCache"."""
+
+        __qualname__ = "MemflaskCache"  # found under this name in the module, as pickle expects
+
+        @classmethod
+        def factory(
+            cls, app: Any, config: Mapping[str, Any], args: list[Any], kwargs: dict[str, Any]
+        ) -> CachelibMemflaskCache:
+            """How Flask-Caching builds a backend: `kwargs` holds default_timeout and, from
+            2.5, ignore_delete_many_errors (CACHE_IGNORE_ERRORS), plus CACHE_OPTIONS."""
+            kwargs.update(
+                url=config.get("CACHE_MEMFLASK_URL", "http://127.0.0.1:8000"),
+                token=config.get("CACHE_MEMFLASK_TOKEN"),
+                key_prefix=config.get("CACHE_KEY_PREFIX") or "",
+            )
+            return cls(*args, **kwargs)
+
+    return MemflaskCache

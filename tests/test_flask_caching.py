@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 from flask_caching import Cache
 
-from memflask.caching import MemflaskCache
+from memflask.caching import CachelibMemflaskCache, MemflaskCache
 
 
 @pytest.fixture
@@ -104,3 +104,14 @@ def test_cached_view_and_memoized_function(cached_app):
         assert square(4) == 16
         assert square(5) == 25
     assert calls == ["view", 4, 5]
+
+
+def test_the_cachelib_cache_works_without_flask_caching(live_server):
+    # The same cache for cachelib alone: MemflaskCache is this class on Flask-Caching's base.
+    cache = CachelibMemflaskCache(f"http://127.0.0.1:{live_server.port}", key_prefix="lib:")
+    assert issubclass(MemflaskCache, CachelibMemflaskCache)
+    assert cache.set("k", [1, "two"], timeout=60)
+    assert cache.get("k") == [1, "two"]
+    assert cache.inc("hits", 3) == 3
+    assert cache.get_dict("k", "absent") == {"k": [1, "two"], "absent": None}
+    assert live_server.request("GET", "/get?key=lib:k")[0] == 200
