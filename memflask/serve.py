@@ -41,36 +41,103 @@ class GracefulServer:
     socket closed, until every received request is answered and flushed (at most
     DRAIN_SECONDS), so a deploy's SIGTERM loses no acknowledged write. The loop's own
     thread closes every socket, so no other thread pulls a socket from under select().
+    `stop(immediately=True)` cuts the wait short: what is in flight is dropped.
+
+    Other threads wake the loop by writing to waitress's trigger, a pipe the loop closes
+    as it returns; the trigger lock orders the two, so nobody writes to a closed pipe
+    (EBADF, or a stray byte in whatever file reuses its number).
     """
 
     def __init__(self, app: Flask, **overrides: Any):
         self.server = waitress.create_server(app, **{**waitress_options(app.config), **overrides})
         self._stopping = threading.Event()
+        self._stopping_at_once = threading.Event()
+        # Reentrant: a signal handler calling stop() may interrupt the loop thread while
+        # it holds the lock to close the trigger; a plain Lock would deadlock there.
+        self._trigger_lock = threading.RLock()
+        self._trigger_open = True
+        self._pull_open_trigger = self.server.pull_trigger
+        # Request threads wake the loop through server.pull_trigger too, and one that
+        # outlives a stop (DRAIN_SECONDS passed, or a stop at once) does so after run().
+        self.server.pull_trigger = self._wake_loop
 
     @property
     def port(self) -> int:
         return self.server.effective_port
 
-    def stop(self) -> None:
-        """Ask `run` to finish what is in flight and return; safe from signal handlers."""
-        if not self._stopping.is_set():
-            self._stopping.set()
-            self.server.pull_trigger()  # wake the loop now rather than at its next timeout
+    @property
+    def stopping(self) -> bool:
+        """Whether `stop` was called."""
+        return self._stopping.is_set()
+
+    def stop(self, *, immediately: bool = False) -> None:
+        """Ask `run` to finish what is in flight and return, or, `immediately`, to return now.
+
+        Safe from any thread and from signal handlers, before `run` starts, while it
+        runs or drains, after it returned, and any number of times.
+        """
+        already_asked = (self._stopping_at_once if immediately else self._stopping).is_set()
+        if immediately:
+            self._stopping_at_once.set()
+        self._stopping.set()
+        # Waking the loop only for a new request keeps repeated calls from filling the
+        # trigger's pipe while nothing reads it (before run starts, or after it returned).
+        if not already_asked:
+            self._wake_loop()
 
     def run(self) -> None:
-        while not self._stopping.is_set():
-            self._turn(self.server.adj.asyncore_loop_timeout)
-        log.info("stopping: finishing requests in flight")
-        wasyncore.dispatcher.close(self.server)  # stop accepting; the trigger and channels stay
-        deadline = time.monotonic() + DRAIN_SECONDS
-        while _in_flight(self.server) and time.monotonic() < deadline:
-            self._turn(0.05)
-        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=DRAIN_SECONDS)
-        # handle_close, not close_all's bare close: a channel releases its buffers
-        # (temporary files for large bodies) only there.
-        for dispatcher in list(self.server._map.values()):
-            dispatcher.handle_close()
+        """Serve until `stop`, answer what is in flight, then close every socket."""
+        try:
+            while not self._stopping.is_set():
+                self._turn(self.server.adj.asyncore_loop_timeout)
+            log.info("stopping: finishing requests in flight")
+            wasyncore.dispatcher.close(self.server)  # stop accepting; the trigger and channels stay
+            deadline = time.monotonic() + DRAIN_SECONDS
+            self._answer_in_flight(deadline)
+            self._stop_request_threads(deadline)
+        finally:
+            self._close_every_socket()
         log.info("stopped")
+
+    def _answer_in_flight(self, deadline: float) -> None:
+        while _in_flight(self.server) and time.monotonic() < deadline:
+            if self._stopping_at_once.is_set():
+                log.warning("stopping at once: requests in flight are not answered")
+                return
+            self._turn(0.05)
+
+    def _stop_request_threads(self, deadline: float) -> None:
+        """Let request threads finish until `deadline` or a stop at once, then cancel the rest.
+
+        Polled rather than left to waitress's shutdown(timeout), so that a stop at once
+        cuts the wait short; a thread still running is a daemon and is left behind.
+        """
+        dispatcher = self.server.task_dispatcher
+        dispatcher.set_thread_count(0)  # each thread exits when its task is done
+        while dispatcher.threads and time.monotonic() < deadline:
+            if self._stopping_at_once.is_set():
+                break
+            time.sleep(0.05)
+        dispatcher.shutdown(cancel_pending=True, timeout=0)
+
+    def _close_every_socket(self) -> None:
+        # The server's own close() would close the trigger too, without the lock.
+        wasyncore.dispatcher.close(self.server)
+        trigger = self.server.trigger
+        for dispatcher in list(self.server._map.values()):
+            if dispatcher is not trigger:
+                # handle_close, not close_all's bare close: a channel releases its
+                # buffers (temporary files for large bodies) only there.
+                dispatcher.handle_close()
+        with self._trigger_lock:
+            self._trigger_open = False  # first: a signal handler may run inside close()
+            trigger.close()
+
+    def _wake_loop(self) -> None:
+        """Make the loop's select() return now rather than at its timeout, if it still can."""
+        with self._trigger_lock:
+            if self._trigger_open:
+                self._pull_open_trigger()
 
     def _turn(self, timeout: float) -> None:
         wasyncore.loop(
