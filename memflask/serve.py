@@ -148,16 +148,43 @@ class GracefulServer:
         )
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 def serve(app: Flask) -> None:
-    """Serve `app` until SIGTERM or SIGINT, then answer what is in flight and return."""
+    """Serve `app` until SIGTERM or SIGINT, then answer what is in flight and return.
+
+    A second SIGTERM or SIGINT returns at once, without waiting for requests in flight.
+    The signal handlers serve() replaced are back when it returns.
+    """
     server = GracefulServer(app)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda signum, frame: server.stop())
-    server.server.print_listen("memflask serving on http://{}:{}")
-    server.run()
+    previous_handlers = _stop_on_signals(server)
+    try:
+        server.server.print_listen("memflask serving on http://{}:{}")
+        server.run()
+    finally:
+        _restore_signal_handlers(previous_handlers)
     snapshots = app.extensions["memflask"].snapshots
     if snapshots is not None:
         snapshots.stop()  # the last save, after the last request was answered
+
+
+def _stop_on_signals(server: GracefulServer) -> dict[int, Any]:
+    """Handle STOP_SIGNALS by stopping `server`; return the handlers this replaced."""
+
+    def handle_stop_signal(signum: int, frame: Any) -> None:
+        # The first signal asks for a graceful stop; one more means the operator (or
+        # the supervisor) will not wait for it, as with uvicorn.
+        server.stop(immediately=server.stopping)
+
+    return {signum: signal.signal(signum, handle_stop_signal) for signum in STOP_SIGNALS}
+
+
+def _restore_signal_handlers(handlers: Mapping[int, Any]) -> None:
+    for signum, handler in handlers.items():
+        # None: a handler installed outside Python, which cannot be put back; the
+        # default action is the nearest thing.
+        signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 def _in_flight(server: Any) -> bool:
