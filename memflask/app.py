@@ -5,51 +5,64 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from . import (
-    api,
-    commands,  # noqa: F401 -- importing it registers every verb
-    config,
-    snapshot,
-)
-from .commands.base import CommandCounts, CommandError, Context
+from . import api, config
+from .commands import DEFAULT_COMMANDS
+from .commands.base import Command, CommandCounts, Context
+from .errors import Refusal
+from .lifecycle import Lifecycle
 from .metrics import Metrics
-from .registry import default_registry
+from .pipeline import State
+from .registry import Registry
 from .security import Access
 from .store import MemoryStore, Store
 
 
-def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
-    """Build the memflask app: settings, a fresh store and registry, the `/<verb>` blueprint."""
+def create_app(
+    test_config: Optional[Mapping[str, Any]] = None,
+    *,
+    settings: Optional[Mapping[str, Any]] = None,
+    commands: Optional[Iterable[type[Command]]] = None,
+    store: Optional[Store] = None,
+) -> Flask:
+    """Build the memflask app: settings, a store, the verbs it serves, the `/<verb>` blueprint.
+
+    `test_config` replaces the instance config (as in Flask's tutorial); `settings` are
+    applied on top of the instance config and the environment (the CLI's options).
+    `commands` are the verbs served (default: memflask.commands.DEFAULT_COMMANDS), and
+    `store` a ready store in place of the one the settings name (a test's stub).
+    """
     app = Flask("memflask", instance_relative_config=True)
-    config.load(app.config, test_config)
+    config.load(app.config, test_config, settings)
 
     context = Context(
-        registry=default_registry.copy(),
+        registry=Registry(DEFAULT_COMMANDS if commands is None else commands),
         counts=CommandCounts(),
         max_key_bytes=app.config["MAX_KEY_BYTES"],
         max_value_bytes=app.config["MAX_VALUE_BYTES"],
         max_batch=app.config["MAX_BATCH"],
         started=time.monotonic(),
     )
-    store = _make_store(app.config)
+    if store is None:
+        store = _make_store(app.config)
     access = Access.from_settings(
         app.config["TOKEN"], app.config["ALLOWED_HOSTS"], app.config["ALLOWED_ORIGINS"]
     )
-    snapshots = None
+    snapshot_path = None
     if app.config["SNAPSHOT_PATH"]:
-        path = Path(app.instance_path) / app.config["SNAPSHOT_PATH"]  # absolute stays absolute
-        snapshot.load(store, path)
-        snapshots = snapshot.PeriodicSaver(store, path, app.config["SNAPSHOT_INTERVAL"])
-        snapshots.start()
-    app.extensions["memflask"] = api.State(store, context, access, Metrics(store), snapshots)
+        # Relative to the instance folder; an absolute path stays absolute.
+        snapshot_path = Path(app.instance_path) / app.config["SNAPSHOT_PATH"]
+    lifecycle = Lifecycle(store, snapshot_path, app.config["SNAPSHOT_INTERVAL"])
+    app.extensions["memflask"] = State(
+        store, context, access, Metrics(store), lifecycle, app.config["MAX_CONTENT_LENGTH"]
+    )
 
     app.register_blueprint(api.bp)
-    app.register_error_handler(CommandError, api.command_error)
+    app.register_error_handler(Refusal, api.refusal)
     app.register_error_handler(HTTPException, api.http_error)
     # Log through the root logger, set up here unless the host already did. Done before
     # app.logger is first used, so Flask adds no handler of its own: waitress also calls
@@ -58,6 +71,9 @@ def create_app(test_config: Optional[Mapping[str, Any]] = None) -> Flask:
     if app.config["APP_ENV"] != "production":
         app.logger.setLevel(logging.INFO)
         app.after_request(_log_request)
+    # Started here so that every way of serving (waitress-serve, flask run, memflask
+    # serve) restores the snapshot; serving stops it through lifecycle.shutdown().
+    lifecycle.startup()
     return app
 
 

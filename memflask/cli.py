@@ -48,7 +48,7 @@ def serve(**settings: Any) -> None:
     """Serve with waitress until SIGTERM or SIGINT (then finish requests in flight)."""
     overrides = {name.upper(): value for name, value in settings.items() if value is not None}
     try:
-        app = create_app(overrides)
+        app = create_app(settings=overrides)
     except ConfigError as error:
         raise click.UsageError(f"bad setting: {error}") from None
     serve_app(app)

@@ -66,10 +66,19 @@ class ConfigError(ValueError):
     """A setting that memflask cannot start with; the message names it."""
 
 
-def load(config: Config, test_config: Optional[Mapping[str, Any]] = None) -> None:
-    """Fill `config` from every layer in order, then validate it."""
+def load(
+    config: Config,
+    test_config: Optional[Mapping[str, Any]] = None,
+    settings: Optional[Mapping[str, Any]] = None,
+) -> None:
+    """Fill `config` from every layer in order, then validate it.
+
+    Test settings replace the instance config (a developer's instance/config.py never
+    leaks into a test); `settings` (the CLI's options) come last.
+    """
     config.from_mapping(DEFAULTS)
-    config.from_pyfile("config.py", silent=True)
+    if test_config is None:
+        config.from_pyfile("config.py", silent=True)
     _from_original_environment(config, os.environ)
     config.from_prefixed_env("MEMFLASK")
     for name in TEXT_SETTINGS:
@@ -77,6 +86,8 @@ def load(config: Config, test_config: Optional[Mapping[str, Any]] = None) -> Non
             config[name] = os.environ[f"MEMFLASK_{name}"]
     if test_config is not None:
         config.from_mapping(test_config)
+    if settings is not None:
+        config.from_mapping(settings)
     validate(config)
 
 

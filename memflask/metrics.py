@@ -8,14 +8,15 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .store import Store, StoreUnavailable
+from .store import STATS_METRICS, Store, StoreUnavailable
 
 # A cache answers in well under a millisecond in-process; the default buckets start at 5 ms.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
+FAMILIES = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
 
 
 class StoreCollector(Collector):
-    """The store's own counters, read at scrape time."""
+    """The store's own counters (memflask.store.StoreStats), read at scrape time."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -27,17 +28,9 @@ class StoreCollector(Collector):
             yield GaugeMetricFamily("memflask_store_up", "Whether the store answers.", value=0)
             return
         yield GaugeMetricFamily("memflask_store_up", "Whether the store answers.", value=1)
-        for name, key, text in [
-            ("hits", "hits", "Reads that found a live key."),
-            ("misses", "misses", "Reads that found no key, or an expired one."),
-            ("evictions", "evictions", "Live items evicted by SIZE or MAX_BYTES."),
-            ("expired", "expired", "Items reclaimed after their expiry."),
-        ]:
-            yield CounterMetricFamily(f"memflask_{name}", text, value=stats[key])
-        yield GaugeMetricFamily("memflask_items", "Live keys held.", value=stats["keyCount"])
-        yield GaugeMetricFamily(
-            "memflask_bytes", "Bytes of keys and values held.", value=stats["bytes"]
-        )
+        for field, metric in STATS_METRICS.items():
+            if metric.kind:
+                yield FAMILIES[metric.kind](metric.name, metric.help, value=stats[field])
 
 
 class Metrics:

@@ -1,16 +1,22 @@
 """The OpenAPI 3.1 description of memflask's HTTP API, served at /openapi.json.
 
-Every verb answers GET (parameters in the query string) and POST (the same parameters as
-a form or JSON-object body). A verb registered without an entry in VERBS is described
-generically, so a plugin verb is never missing from the document.
+Built by walking the registry: each command describes itself (its docstring, its
+parameter objects, its answers and its refusals), so this module names no verb and a
+new verb appears here with nothing else edited. Every verb answers GET (parameters in
+the query string) and POST (the same parameters as a form or JSON-object body); a verb
+that reads a JSON document (a /batch list) is described as POST with that document.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .registry import Registry
+from .errors import COMMON_REFUSALS, Refusal
+
+if TYPE_CHECKING:
+    from .commands.base import Command
+    from .registry import Registry
 
 TEXT = {"text/plain": {"schema": {"type": "string"}}}
 ERROR = {
@@ -20,161 +26,6 @@ ERROR = {
     "additionalProperties": False,
 }
 ETAG = {"ETag": {"description": "The item's version.", "schema": {"type": "string"}}}
-STATS_COUNTERS = [
-    "keyCount",
-    "maxSize",
-    "bytes",
-    "maxBytes",
-    "hits",
-    "misses",
-    "evictions",
-    "expired",
-    "uptime",
-]
-STATS = {
-    "type": "object",
-    "required": [*STATS_COUNTERS, "commands", "version"],
-    "properties": {
-        **{name: {"type": "integer", "minimum": 0} for name in STATS_COUNTERS},
-        "commands": {"type": "object", "additionalProperties": {"type": "integer"}},
-        "version": {"type": "string"},
-    },
-}
-
-
-BATCH_RESULT = {
-    "type": "object",
-    "required": ["status"],
-    "properties": {
-        "status": {"type": "integer"},
-        "value": {},
-        "error": {"type": "string"},
-        "message": {"type": "string"},
-    },
-}
-
-# Parameter schemas: what the wire carries. Limits that JSON Schema cannot state
-# (key length in UTF-8 bytes, 64-bit range) are in the descriptions and answered 400.
-PARAMETERS = {
-    "key": ({"type": "string"}, "The key: 1 to MAX_KEY_BYTES (250) UTF-8 bytes."),
-    "value": ({"type": "string"}, "The value, up to MAX_VALUE_BYTES (1 MiB) of UTF-8."),
-    "amount": ({"type": "string", "pattern": "^[+-]?[0-9]+$"}, "A signed 64-bit base-10 integer."),
-    "expire": (
-        {"type": "string", "pattern": "^[+-]?[0-9]*$"},
-        "Absolute Unix seconds; empty or 0: never; at or before now: already expired.",
-    ),
-    "ttl": (
-        {"type": "string", "pattern": "^[+-]?[0-9]*$"},
-        "Seconds from now; 0: never; negative: already expired. Not with expire.",
-    ),
-    "compare": ({"type": "string"}, "The value the current one must equal."),
-}
-
-# verb -> (summary, parameters (name, required), success answers, refusals)
-WRITE_ERRORS = (400, 412, 413)
-EXPIRY = [("expire", False), ("ttl", False)]
-STORES = [("key", True), ("value", True), *EXPIRY]  # the parameters of a value write
-WRITTEN = {204: None, 200: TEXT}  # 200 with the value under Prefer: return=representation
-VERBS: dict[str, tuple[str, list[tuple[str, bool]], dict[int, Any], tuple[int, ...]]] = {
-    "get": ("Read a value.", [("key", True)], {200: TEXT, 304: None}, (400, 404)),
-    "set": (
-        "Store a value, replacing any item and its expiry.",
-        STORES,
-        WRITTEN,
-        WRITE_ERRORS,
-    ),
-    "add": (
-        "Store a value only if the key is absent.",
-        STORES,
-        WRITTEN,
-        (*WRITE_ERRORS, 409),
-    ),
-    "replace": (
-        "Store a value only if the key is present.",
-        STORES,
-        WRITTEN,
-        (*WRITE_ERRORS, 404),
-    ),
-    "checkandset": (
-        "Store a value if the current one equals compare, or the key is absent.",
-        [("key", True), ("value", True), ("compare", True), *EXPIRY],
-        WRITTEN,
-        WRITE_ERRORS,
-    ),
-    "append": (
-        "Add the value after the current one (absent: set); keeps the expiry.",
-        STORES,
-        WRITTEN,
-        WRITE_ERRORS,
-    ),
-    "prepend": (
-        "Add the value before the current one (absent: set); keeps the expiry.",
-        STORES,
-        WRITTEN,
-        WRITE_ERRORS,
-    ),
-    "increment": (
-        "Add value to the stored integer (absent: set to value).",
-        [("key", True), ("amount", True), *EXPIRY],
-        WRITTEN,
-        WRITE_ERRORS,
-    ),
-    "decrement": (
-        "Subtract value from the stored integer (absent: set to value).",
-        [("key", True), ("amount", True), *EXPIRY],
-        WRITTEN,
-        WRITE_ERRORS,
-    ),
-    "delete": ("Remove the key (204 also when absent).", [("key", True)], {204: None}, (400, 412)),
-    "touch": (
-        "Give an existing key a new expiry.",
-        [("key", True), *EXPIRY],
-        WRITTEN,
-        (*WRITE_ERRORS, 404),
-    ),
-    "gat": (
-        "Read a value and give the key a new expiry.",
-        [("key", True), *EXPIRY],
-        {200: TEXT},
-        (*WRITE_ERRORS, 404),
-    ),
-    "ttl": (
-        "Seconds left before the key expires (null: never).",
-        [("key", True)],
-        {
-            200: {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["key", "ttl"],
-                        "properties": {
-                            "key": {"type": "string"},
-                            "ttl": {"type": ["integer", "null"], "minimum": 0},
-                        },
-                    }
-                }
-            }
-        },
-        (400, 404),
-    ),
-    "mget": (
-        "Read many keys: a JSON object of the hits.",
-        [("key", True)],
-        {
-            200: {
-                "application/json": {
-                    "schema": {"type": "object", "additionalProperties": {"type": "string"}}
-                }
-            }
-        },
-        (400,),
-    ),
-    "flush": ("Remove every key.", [], {204: None}, ()),
-    "stats": ("Counters of the cache.", [], {200: {"application/json": {"schema": STATS}}}, ()),
-}
-# Every route may answer these: a malformed request or body (400), a token is missing (401),
-# a Host or Origin refused (403), a body too large (413) or of another type (415).
-COMMON_ERRORS = (400, 401, 403, 413, 415)
 REASONS = {
     200: "OK",
     204: "Done",
@@ -187,6 +38,7 @@ REASONS = {
     412: "Precondition failed; nothing changed",
     413: "Too large",
     415: "Unsupported body type",
+    503: "The store is unavailable",
 }
 
 
@@ -206,24 +58,14 @@ def build(registry: Registry) -> dict[str, Any]:
                     }
                 },
                 (403,),
-                public=True,
             )
         },
         "/metrics": {
-            "get": _operation("metrics", "Prometheus text exposition.", [], {200: TEXT}, ())
+            "get": _operation("metrics", "Prometheus text exposition.", [], {200: TEXT}, (401, 403))
         },
     }
-    for verb in registry:
-        if verb == "batch":
-            paths["/batch"] = {"post": _batch_operation()}
-            continue
-        summary, parameters, answers, errors = VERBS.get(
-            verb, (f"The {verb} verb.", [], {200: {"*/*": {}}, 204: None}, (400, 404, 409, 412))
-        )
-        paths[f"/{verb}"] = {
-            "get": _operation(verb, summary, parameters, answers, errors),
-            "post": _operation(verb, summary, parameters, answers, errors, body=True),
-        }
+    for command in registry.commands():
+        paths[f"/{command.name}"] = _path_item(command)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -240,61 +82,59 @@ def build(registry: Registry) -> dict[str, Any]:
     }
 
 
-def _operation(verb, summary, parameters, answers, errors, *, body=False, public=False):
-    operation: dict[str, Any] = {
-        "operationId": f"{verb}_{'post' if body else 'get'}",
-        "summary": summary,
-        "responses": _responses(answers, (*errors, *COMMON_ERRORS) if not public else errors),
-    }
-    names = [
-        (PARAMETERS.get(name, ({"type": "string"}, ""))[0], name, required)
-        for name, required in parameters
+def _path_item(command: type[Command]) -> dict[str, Any]:
+    """GET and POST of one verb, from the command's own description."""
+    name = command.name
+    summary = (command.__doc__ or f"The {name} verb.").strip().split("\n", 1)[0]
+    errors = tuple(error.status for error in _refusals(command))
+    if command.document_schema is not None:
+        body = {"application/json": {"schema": command.document_schema}}
+        return {"post": _operation(name, summary, [], command.answers, errors, body=body)}
+    parameters = [
+        described for parameter in command.parameters for described in parameter.describe()
     ]
-    wire = {name: ("value" if name == "amount" else name) for _, name, _ in names}
-    if body:
-        properties = {wire[name]: schema for schema, name, _ in names}
-        required = [wire[name] for _, name, needed in names if needed]
-        schema = {"type": "object", "properties": properties, "required": required}
-        operation["requestBody"] = {
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {"schema": schema},
-                "application/json": {"schema": schema},
-            },
-        }
-    else:
-        operation["parameters"] = [
-            {
-                "name": wire[name],
-                "in": "query",
-                "required": needed,
-                "schema": schema,
-                "description": PARAMETERS.get(name, (None, ""))[1],
-            }
-            for schema, name, needed in names
-        ]
-    return operation
-
-
-def _batch_operation() -> dict[str, Any]:
-    command = {
+    schema = {
         "type": "object",
-        "required": ["verb"],
-        "properties": {"verb": {"type": "string"}},
-        "additionalProperties": {"type": ["string", "integer"]},
+        "properties": {parameter["name"]: parameter["schema"] for parameter in parameters},
+        "required": [parameter["name"] for parameter in parameters if parameter["required"]],
+    }
+    form_or_json = {
+        "application/x-www-form-urlencoded": {"schema": schema},
+        "application/json": {"schema": schema},
     }
     return {
-        "operationId": "batch_post",
-        "summary": "Run a JSON list of commands in order; one result per command.",
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "array", "items": command}}},
-        },
-        "responses": _responses(
-            {200: {"application/json": {"schema": {"type": "array", "items": BATCH_RESULT}}}},
-            (400, *COMMON_ERRORS),
-        ),
+        "get": _operation(name, summary, parameters, command.answers, errors),
+        "post": _operation(name, summary, [], command.answers, errors, body=form_or_json),
     }
+
+
+def _refusals(command: type[Command]) -> list[type[Refusal]]:
+    """Every refusal a verb may answer: its own, its parameters', and the common ones."""
+    refusals = [*command.refusals, *COMMON_REFUSALS]
+    for parameter in command.parameters:
+        refusals.extend(parameter.refusals)
+    return refusals
+
+
+def _operation(
+    name: str,
+    summary: str,
+    parameters: list[dict[str, Any]],
+    answers: dict[int, Any],
+    errors: tuple[int, ...],
+    *,
+    body: Any = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": f"{name}_{'post' if body else 'get'}",
+        "summary": summary,
+        "responses": _responses(answers, errors),
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": body}
+    else:
+        operation["parameters"] = [{**parameter, "in": "query"} for parameter in parameters]
+    return operation
 
 
 def _responses(answers: dict[int, Any], errors: tuple[int, ...]) -> dict[str, Any]:
@@ -308,7 +148,7 @@ def _responses(answers: dict[int, Any], errors: tuple[int, ...]) -> dict[str, An
         responses[str(status)] = response
     for status in sorted(set(errors)):
         responses[str(status)] = {
-            "description": REASONS[status],
+            "description": REASONS.get(status, "Refused"),
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
     return responses

@@ -19,7 +19,16 @@ from typing import Any, Callable, Iterable, Optional, TypeVar
 import redis
 from redis.exceptions import ConnectionError, TimeoutError, WatchError
 
-from .store import DELETE, ChangeFunction, Clock, Item, Store, StoreUnavailable, utf8_len
+from .store import (
+    DELETE,
+    ChangeFunction,
+    Clock,
+    Item,
+    Store,
+    StoreStats,
+    StoreUnavailable,
+    utf8_len,
+)
 
 T = TypeVar("T")
 FIELDS = ("v", "n", "e")
@@ -159,7 +168,7 @@ class RedisStore(Store):
             self.client.unlink(*batch)
 
     @_translating
-    def stats(self) -> dict:
+    def stats(self) -> StoreStats:
         """Counts of this namespace's live keys, and what Redis itself knows."""
         names = list(self.client.scan_iter(match=f"{self.prefix}item:*", count=SCAN_BATCH))
         pipe = self.client.pipeline(transaction=False)
@@ -169,13 +178,16 @@ class RedisStore(Store):
         live = sum(1 for e in pipe.execute() if e is not None and (not e or float(e) > now))
         counters = self.client.hgetall(self._stats_key)
         info = self.client.info()
-        return {
-            "keyCount": live,
-            "maxSize": 0,
-            "bytes": info.get("used_memory", 0),
-            "maxBytes": info.get("maxmemory", 0),
-            "hits": int(counters.get(b"hits", 0)),
-            "misses": int(counters.get(b"misses", 0)),
-            "evictions": info.get("evicted_keys", 0),
-            "expired": info.get("expired_keys", 0),
-        }
+        return StoreStats(
+            keyCount=live,
+            maxSize=0,
+            bytes=info.get("used_memory", 0),
+            maxBytes=info.get("maxmemory", 0),
+            hits=int(counters.get(b"hits", 0)),
+            misses=int(counters.get(b"misses", 0)),
+            evictions=info.get("evicted_keys", 0),
+            expired=info.get("expired_keys", 0),
+        )
+
+    def close(self) -> None:
+        self.client.close()

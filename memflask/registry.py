@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional
 
 if TYPE_CHECKING:
     from .commands.base import Command
 
 
 class Registry:
-    """Command classes by verb name; `register` is a class decorator that refuses duplicates."""
+    """Command classes by verb name; `register` (also a class decorator) refuses duplicates."""
 
-    def __init__(self, commands: Optional[dict[str, type[Command]]] = None):
-        self._commands: dict[str, type[Command]] = dict(commands or {})
+    def __init__(self, commands: Iterable[type[Command]] = ()):
+        self._commands: dict[str, type[Command]] = {}
+        for command in commands:
+            self.register(command)
 
     def register(self, command: type[Command]) -> type[Command]:
         """Add `command` under its `name`; usable as a class decorator."""
@@ -30,7 +32,7 @@ class Registry:
 
     def copy(self) -> Registry:
         """Return an independent registry with the same commands (one per app)."""
-        return Registry(self._commands)
+        return Registry(self._commands.values())
 
     def __contains__(self, name: str) -> bool:
         return name in self._commands
@@ -38,6 +40,6 @@ class Registry:
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._commands))
 
-
-# The registry that memflask's own commands register in; each app works on a copy of it.
-default_registry = Registry()
+    def commands(self) -> list[type[Command]]:
+        """The command classes, by verb name."""
+        return [self._commands[name] for name in self]

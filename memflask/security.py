@@ -7,8 +7,8 @@ import hmac
 from typing import Iterable, NamedTuple, Optional
 from urllib.parse import urlsplit
 
-from werkzeug.datastructures import Authorization, WWWAuthenticate
-from werkzeug.exceptions import Forbidden, Unauthorized
+from .errors import CrossSite, ForbiddenHost, Unauthorized
+from .headers import bearer_token
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
@@ -32,21 +32,18 @@ class Access(NamedTuple):
             return  # a client without a Host header is not a browser
         name = _host_name(host_header)
         if name is None or not _host_matches(name, self.allowed_hosts):
-            raise Forbidden(
+            raise ForbiddenHost(
                 f"host {host_header[:100]!r} is not allowed; to serve it, add its name to "
                 "MEMFLASK_ALLOWED_HOSTS (a comma list; '*' allows any host)"
             )
 
-    def check_token(self, authorization: Optional[Authorization]) -> None:
+    def check_token(self, authorization: Optional[str]) -> None:
         """Require `Authorization: Bearer <token>` when a token is set (constant-time compare)."""
         if self.token is None:
             return
-        given = authorization.token if authorization and authorization.type == "bearer" else None
+        given = bearer_token(authorization)
         if given is None or not hmac.compare_digest(given.encode(), self.token.encode()):
-            raise Unauthorized(
-                "this server needs 'Authorization: Bearer <token>' (MEMFLASK_TOKEN)",
-                www_authenticate=WWWAuthenticate("bearer", {"realm": "memflask"}),
-            )
+            raise Unauthorized("this server needs 'Authorization: Bearer <token>' (MEMFLASK_TOKEN)")
 
     def check_not_cross_site(self, origin: Optional[str], fetch_site: Optional[str]) -> None:
         """Refuse a write a browser sends for another site (CSRF), unless its Origin is allowed."""
@@ -55,7 +52,7 @@ class Access(NamedTuple):
         else:
             allowed = fetch_site != "cross-site"
         if not allowed:
-            raise Forbidden(
+            raise CrossSite(
                 f"a cross-site browser request (Origin {origin!r}) may not change data; "
                 "to allow a site, add its origin to MEMFLASK_ALLOWED_ORIGINS"
             )

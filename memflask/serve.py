@@ -164,9 +164,8 @@ def serve(app: Flask) -> None:
         server.run()
     finally:
         _restore_signal_handlers(previous_handlers)
-    snapshots = app.extensions["memflask"].snapshots
-    if snapshots is not None:
-        snapshots.stop()  # the last save, after the last request was answered
+    # The last snapshot save, after the last request was answered; then close the store.
+    app.extensions["memflask"].lifecycle.shutdown()
 
 
 def _stop_on_signals(server: GracefulServer) -> dict[int, Any]:

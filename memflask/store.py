@@ -8,7 +8,16 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from typing import Callable, Iterable, Optional, Union
+from typing import (
+    Annotated,
+    Callable,
+    Iterable,
+    NamedTuple,
+    Optional,
+    TypedDict,
+    Union,
+    get_type_hints,
+)
 
 
 class Clock:
@@ -62,6 +71,41 @@ def utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
+class Metric(NamedTuple):
+    """How /metrics exposes a stats field: a counter or a gauge ("": not exposed)."""
+
+    kind: str
+    name: str
+    help: str
+
+
+class StoreStats(TypedDict):
+    """The store's counters; these field names are the ones `/stats` answers."""
+
+    keyCount: Annotated[int, Metric("gauge", "memflask_items", "Live keys held.")]
+    maxSize: Annotated[int, Metric("", "", "SIZE: most keys held (0: no cap).")]
+    bytes: Annotated[int, Metric("gauge", "memflask_bytes", "Bytes of keys and values held.")]
+    maxBytes: Annotated[int, Metric("", "", "MAX_BYTES: most bytes held (0: no cap).")]
+    hits: Annotated[int, Metric("counter", "memflask_hits", "Reads that found a live key.")]
+    misses: Annotated[
+        int, Metric("counter", "memflask_misses", "Reads that found no key, or an expired one.")
+    ]
+    evictions: Annotated[
+        int, Metric("counter", "memflask_evictions", "Live items evicted by SIZE or MAX_BYTES.")
+    ]
+    expired: Annotated[
+        int, Metric("counter", "memflask_expired", "Items reclaimed after their expiry.")
+    ]
+
+
+# Each stats field with how it is exposed, in the order /stats lists them.
+STATS_METRICS: dict[str, Metric] = {
+    name: hint.__metadata__[0]
+    for name, hint in get_type_hints(StoreStats, include_extras=True).items()
+}
+STATS_FIELDS = tuple(STATS_METRICS)
+
+
 class Store(ABC):
     """What every storage backend offers. Each method is atomic."""
 
@@ -95,8 +139,11 @@ class Store(ABC):
         """Remove every key."""
 
     @abstractmethod
-    def stats(self) -> dict:
-        """Return counters: keyCount, maxSize, bytes, maxBytes, hits, misses, evictions, expired."""
+    def stats(self) -> StoreStats:
+        """Return the store's counters."""
+
+    def close(self) -> None:  # noqa: B027 -- optional: most backends hold nothing to close
+        """Release connections (a backend that holds none has nothing to do)."""
 
 
 class MemoryStore(Store):
@@ -236,19 +283,19 @@ class MemoryStore(Store):
                     continue
             return len(self._items)
 
-    def stats(self) -> dict:
+    def stats(self) -> StoreStats:
         with self._lock:
             self._reclaim_expired(self._now(), limit=None)
-            return {
-                "keyCount": len(self._items),
-                "maxSize": self.max_keys,
-                "bytes": self._bytes,
-                "maxBytes": self.max_bytes,
-                "hits": self._hits,
-                "misses": self._misses,
-                "evictions": self._evictions,
-                "expired": self._expired,
-            }
+            return StoreStats(
+                keyCount=len(self._items),
+                maxSize=self.max_keys,
+                bytes=self._bytes,
+                maxBytes=self.max_bytes,
+                hits=self._hits,
+                misses=self._misses,
+                evictions=self._evictions,
+                expired=self._expired,
+            )
 
     # -- internals, called with the lock held --------------------------------------------
 

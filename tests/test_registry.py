@@ -7,8 +7,11 @@ from typing import Optional
 import pytest
 
 from memflask import create_app
-from memflask.commands.base import Command, NotFound, Params, Result, WriteArgs, WriteCommand
-from memflask.registry import Registry, default_registry
+from memflask.commands import default_registry
+from memflask.commands.base import TEXT, Command, Result
+from memflask.errors import NotFound
+from memflask.params import Key, Params
+from memflask.registry import Registry
 from memflask.store import DELETE, Item, Store
 
 ORIGINAL_VERBS = [
@@ -55,26 +58,30 @@ def test_get_unknown_is_none():
     assert Registry().get("nope") is None
 
 
+class GetDelete(Command):
+    """Read a value and remove the key, in one step."""
+
+    name = "getdel"
+    writes = True
+    parameters = (Key(),)
+    refusals = (NotFound,)
+    answers = {200: TEXT}
+
+    def apply(self, store: Store, args) -> Result:
+        seen = []
+
+        def take(current: Optional[Item], now: float):
+            seen.append(current)
+            return DELETE
+
+        store.update(args.key, take)
+        if seen[0] is None:
+            raise NotFound("no such key")
+        return Result(200, value=seen[0].value)
+
+
 def test_a_new_verb_is_one_class_and_does_not_leak_between_apps(clock):
     """Adding /getdel takes one class; registering it on one app leaves other apps alone."""
-
-    class GetDelete(WriteCommand):
-        name = "getdel"
-        needs_value = False
-        takes_expiry = False
-
-        def apply(self, store: Store, args: WriteArgs) -> Result:
-            seen = []
-
-            def take(current: Optional[Item], now: float):
-                seen.append(current)
-                return DELETE
-
-            store.update(args.key, take)
-            if seen[0] is None:
-                raise NotFound("no such key")
-            return Result(200, value=seen[0].value)
-
     app = create_app({"APP_ENV": "production", "CLOCK": clock})
     app.extensions["memflask"].context.registry.register(GetDelete)
     client = app.test_client()
@@ -110,3 +117,39 @@ def test_commands_run_without_flask(clock):
     result = run(set_command, store, Params({"key": ["k"], "value": ["v"]}, context))
     assert result.status == 204
     assert store.get("k").value == "v"
+
+
+def test_a_new_verb_describes_itself_in_the_openapi_document(clock):
+    """/getdel's one class is all /openapi.json needs: summary, parameter, answers, refusals."""
+    app = create_app({"APP_ENV": "production", "CLOCK": clock})
+    app.extensions["memflask"].context.registry.register(GetDelete)
+    document = app.test_client().get("/openapi.json").json
+    operation = document["paths"]["/getdel"]["get"]
+    assert operation["summary"] == "Read a value and remove the key, in one step."
+    assert [parameter["name"] for parameter in operation["parameters"]] == ["key"]
+    assert operation["parameters"][0]["required"] is True
+    assert {"200", "400", "404", "503"} <= set(operation["responses"])
+    assert "text/plain" in operation["responses"]["200"]["content"]
+    body = document["paths"]["/getdel"]["post"]["requestBody"]["content"]
+    assert body["application/json"]["schema"]["required"] == ["key"]
+
+
+def test_an_app_serves_exactly_the_commands_it_is_given(clock):
+    """create_app(commands=...): the verbs are an explicit collection, not module globals."""
+    app = create_app({"APP_ENV": "production", "CLOCK": clock}, commands=[GetDelete])
+    client = app.test_client()
+    assert client.get("/set?key=k&value=v").json["error"] == "unknown_verb"
+    assert client.get("/getdel?key=k").status_code == 404
+    assert set(client.get("/openapi.json").json["paths"]) == {"/healthz", "/metrics", "/getdel"}
+
+
+def test_an_app_can_be_given_its_store(clock):
+    """create_app(store=...): the HTTP layer runs on whatever store it is handed."""
+    from memflask.store import MemoryStore
+
+    store = MemoryStore(clock=clock)
+    store.update("k", lambda current, now: Item("from the test", None))
+    client = create_app({"APP_ENV": "production"}, store=store).test_client()
+    assert client.get("/get?key=k").data == b"from the test"
+    client.get("/set?key=j&value=v")
+    assert store.peek("j").value == "v"

@@ -100,7 +100,7 @@ def test_relative_path_lands_in_the_instance_folder(tmp_path, monkeypatch):
         {"APP_ENV": "production", "SNAPSHOT_PATH": "warm.json", "SNAPSHOT_INTERVAL": 0}
     )
     app.test_client().get("/set?key=k&value=v")
-    app.extensions["memflask"].snapshots.stop()
+    app.extensions["memflask"].lifecycle.shutdown()
     assert json.loads((tmp_path / "warm.json").read_text())["items"][0][:2] == ["k", "v"]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from memflask import create_app
+from memflask.commands import default_registry
+from memflask.params import ExpiryParameter, Key
 
 from .conftest import state_of
 
@@ -13,44 +15,25 @@ CONTRACT = True
 
 NOW = 1_700_000_000
 
-KEYED_VERBS = [
-    "get",
-    "set",
-    "delete",
-    "checkandset",
-    "increment",
-    "decrement",
-    "append",
-    "prepend",
-    "add",
-    "replace",
-    "touch",
-    "gat",
-    "ttl",
+# The verb tables come from the commands' own descriptions (their parameter objects).
+COMMANDS = default_registry.commands()
+KEYED_VERBS = [c.name for c in COMMANDS if any(isinstance(p, Key) for p in c.parameters)]
+VALUE_VERBS = [c.name for c in COMMANDS if any(p.name == "value" for p in c.parameters)]
+EXPIRY_VERBS = [
+    c.name for c in COMMANDS if any(isinstance(p, ExpiryParameter) for p in c.parameters)
 ]
-VALUE_VERBS = [
-    "set",
-    "checkandset",
-    "increment",
-    "decrement",
-    "append",
-    "prepend",
-    "add",
-    "replace",
-]
-EXPIRY_VERBS = [*VALUE_VERBS, "touch", "gat"]
 # The other parameters each verb needs to get past validation.
 REQUIRED = {
-    "set": {"value": "1"},
-    "checkandset": {"value": "1", "compare": "1"},
-    "increment": {"value": "1"},
-    "decrement": {"value": "1"},
-    "append": {"value": "1"},
-    "prepend": {"value": "1"},
-    "add": {"value": "1"},
-    "replace": {"value": "1"},
-    "touch": {"ttl": "10"},
-    "gat": {"ttl": "10"},
+    c.name: examples
+    for c in COMMANDS
+    if (
+        examples := {
+            name: value
+            for p in c.parameters
+            if p.required and p.name != "key"
+            for name, value in p.examples().items()
+        }
+    )
 }
 
 

@@ -1,8 +1,41 @@
-"""The cache verbs. Every module here registers its command classes in the default registry."""
+"""The cache verbs, one class each, and the default set an app serves.
 
-import importlib
-import pkgutil
+A new verb is one class; to serve it by default, add it to DEFAULT_COMMANDS (as Werkzeug
+lists its default converters). An app can be given another set: create_app(commands=...).
+"""
 
-# Importing each module is what registers its verbs: a new verb is a class in a module here.
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+from __future__ import annotations
+
+from ..registry import Registry
+from .base import Command
+from .batch import Batch
+from .counters import Decrement, Increment
+from .keys import DeleteKey, Flush, GetAndTouch, Touch
+from .reads import Get, MultiGet, TimeToLive
+from .server import Stats
+from .storage import Add, Append, CheckAndSet, Prepend, Replace, Set
+
+DEFAULT_COMMANDS: tuple[type[Command], ...] = (
+    # The original's verbs.
+    Get,
+    Set,
+    DeleteKey,
+    CheckAndSet,
+    Increment,
+    Decrement,
+    Append,
+    Prepend,
+    Flush,
+    Stats,
+    # memcached-class verbs.
+    Add,
+    Replace,
+    Touch,
+    GetAndTouch,
+    TimeToLive,
+    MultiGet,
+    Batch,
+)
+
+# The default verbs, as a registry; each app works on its own copy.
+default_registry = Registry(DEFAULT_COMMANDS)

@@ -1,78 +1,31 @@
-"""What every command shares: parameters, validation, results, errors and the run loop.
+"""What every command shares: the base classes, their result, and `run`.
 
-Nothing here knows HTTP's request object: the web layer turns a request into `Params`
-and a `Result` back into a response, and `/batch` does the same with JSON.
+A command declares its parameters (objects from memflask.params), the refusals it may
+answer (classes from memflask.errors) and its successful answers; the validation, the
+OpenAPI document and the test tables are all derived from that one description.
+Nothing here knows HTTP: the pipeline turns a request into `Params` and a `Result`
+back into a response, and `/batch` does the same with JSON.
 """
 
 from __future__ import annotations
 
-import re
 import threading
-from typing import Any, ClassVar, Mapping, NamedTuple, Optional, Sequence
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional
 
-from ..registry import Registry
-from ..store import Change, Item, ItemTooLarge, Store, StoreUnavailable, utf8_len
+from ..errors import PreconditionFailed, Refusal, Unavailable, ValueTooLarge
+from ..params import Parameter, Params, check_value
+from ..store import Change, Item, ItemTooLarge, Store, StoreUnavailable
 
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-_ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*(?:,|$)')
+if TYPE_CHECKING:
+    from ..registry import Registry
 
-
-# -- errors --------------------------------------------------------------------------
-
-
-class CommandError(Exception):
-    """A request the cache refuses; carries the HTTP status and a short error code."""
-
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, code: Optional[str] = None):
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-
-    def result(self) -> Result:
-        return Result(self.status, data={"error": self.code, "message": self.message})
+# Content descriptions for the OpenAPI document (a media type -> schema map; None: no body).
+TEXT = {"text/plain": {"schema": {"type": "string"}}}
 
 
-class ValidationError(CommandError, ValueError):
-    """Bad input: a parameter is missing, malformed or out of range."""
-
-
-class NotFound(CommandError):
-    status = 404
-    code = "not_found"
-
-
-class Exists(CommandError):
-    status = 409
-    code = "exists"
-
-
-class PreconditionFailed(CommandError):
-    status = 412
-    code = "precondition_failed"
-
-
-class ValueTooLarge(CommandError):
-    status = 413
-    code = "value_too_large"
-
-
-class Unavailable(CommandError):
-    status = 503
-    code = "store_unavailable"
-
-
-class UnknownVerb(CommandError):
-    status = 404
-    code = "unknown_verb"
-
-
-# -- what a command reads and returns --------------------------------------------------
+def json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
 
 
 class CommandCounts:
@@ -102,189 +55,6 @@ class Context(NamedTuple):
     started: float = 0.0  # time.monotonic() at start-up
 
 
-class Conditions(NamedTuple):
-    """HTTP preconditions on an item's version, as parsed entity-tag sets (None: no header)."""
-
-    if_match: Optional[frozenset[str]] = None
-    if_none_match: Optional[frozenset[str]] = None
-
-    @classmethod
-    def from_headers(cls, if_match: Optional[str], if_none_match: Optional[str]) -> Conditions:
-        if if_match is None and if_none_match is None:
-            return NO_CONDITIONS  # most requests: nothing to parse
-        return cls(
-            _parse_entity_tags(if_match, weak_matches=False),
-            _parse_entity_tags(if_none_match, weak_matches=True),
-        )
-
-    def check(self, current: Optional[Item]) -> None:
-        """Raise PreconditionFailed unless a write may go ahead on `current`."""
-        if self.if_match is not None and not _matches(self.if_match, current):
-            raise PreconditionFailed("If-Match does not match the item's current version")
-        if self.if_none_match is not None and _matches(self.if_none_match, current):
-            raise PreconditionFailed("If-None-Match matches the item's current version")
-
-    def not_modified(self, item: Item) -> bool:
-        """Whether a read may answer 304: the client already holds this version."""
-        return self.if_none_match is not None and _matches(self.if_none_match, item)
-
-
-NO_CONDITIONS = Conditions()
-
-
-def entity_tag(version: int) -> str:
-    """Return the quoted ETag header value for an item version."""
-    return f'"{version}"'
-
-
-def _parse_entity_tags(header: Optional[str], weak_matches: bool) -> Optional[frozenset[str]]:
-    if header is None:
-        return None
-    if header.strip() == "*":
-        return frozenset("*")
-    return frozenset(tag for weak, tag in _ENTITY_TAG.findall(header) if weak_matches or not weak)
-
-
-def _matches(tags: frozenset[str], item: Optional[Item]) -> bool:
-    return item is not None and ("*" in tags or str(item.version) in tags)
-
-
-class Expiry(NamedTuple):
-    """An expiry as the request gave it: absolute Unix seconds (`at`) or relative (`ttl`)."""
-
-    at: Optional[int] = None
-    ttl: Optional[int] = None
-
-    @property
-    def given(self) -> bool:
-        return self.at is not None or self.ttl is not None
-
-    def resolve(self, now: float, current: Optional[Item] = None) -> Optional[float]:
-        """Return the absolute expiry (None: never); with none given, keep `current`'s."""
-        if self.at is not None:
-            return float(self.at) if self.at else None
-        if self.ttl is not None:
-            return now + self.ttl if self.ttl else None
-        return current.expires_at if current is not None else None
-
-
-NO_EXPIRY = Expiry()
-
-
-class Params:
-    """A command's parameters (name -> list of strings) plus the request's preconditions."""
-
-    def __init__(
-        self,
-        values: Mapping[str, Sequence[str]],
-        context: Context,
-        conditions: Conditions = NO_CONDITIONS,
-        return_value: bool = False,
-        document: Any = None,
-    ):
-        self.values = values
-        self.context = context
-        self.conditions = conditions
-        self.return_value = return_value
-        # A JSON body that is not an object (a /batch list); only verbs that accept one see it.
-        self.document = document
-
-    def all(self, name: str) -> Sequence[str]:
-        return self.values.get(name, ())
-
-    def optional(self, name: str) -> Optional[str]:
-        """Return the one value of `name`, or None when absent; refuse it twice."""
-        values = self.values.get(name)
-        if not values:
-            return None
-        if len(values) > 1:
-            raise ValidationError(
-                f"parameter {name!r} was given more than once", "duplicate_parameter"
-            )
-        return values[0]
-
-    def required(self, name: str) -> str:
-        value = self.optional(name)
-        if value is None:
-            raise ValidationError(f"parameter {name!r} is required", "missing_parameter")
-        return value
-
-    def key(self, name: str = "key") -> str:
-        return check_key(self.required(name), self.context.max_key_bytes)
-
-    def value(self) -> str:
-        return check_value(self.required("value"), self.context.max_value_bytes)
-
-    def expiry(self) -> Expiry:
-        """Read `expire` (absolute) or `ttl` (relative); empty means not given."""
-        expire = self.optional("expire") or None
-        ttl = self.optional("ttl") or None
-        if expire is not None and ttl is not None:
-            raise ValidationError("give either 'expire' or 'ttl', not both", "conflicting_expiry")
-        if expire is not None:
-            return Expiry(at=parse_int64(expire, "expire", "invalid_expire"))
-        if ttl is not None:
-            return Expiry(ttl=parse_int64(ttl, "ttl", "invalid_expire"))
-        return NO_EXPIRY
-
-
-def params_from_json(document: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Turn a JSON object into params: strings as is, integers in base 10, lists as repeats."""
-    values: dict[str, list[str]] = {}
-    for name, raw in document.items():
-        items = raw if isinstance(raw, list) else [raw]
-        values[name] = [_json_param(name, item) for item in items]
-    return values
-
-
-def _json_param(name: str, item: Any) -> str:
-    if isinstance(item, str):
-        try:
-            item.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValidationError(
-                f"parameter {name!r} is not valid UTF-8 (a lone surrogate)", "invalid_encoding"
-            ) from None
-        return item
-    if isinstance(item, int) and not isinstance(item, bool):
-        return str(item)
-    raise ValidationError(
-        f"parameter {name!r} must be a string or an integer, got {type(item).__name__}",
-        "invalid_parameter",
-    )
-
-
-def check_key(key: str, max_key_bytes: int) -> str:
-    if not key:
-        raise ValidationError("the key must not be empty", "invalid_key")
-    if utf8_len(key) > max_key_bytes:
-        raise ValidationError(f"the key is longer than {max_key_bytes} bytes", "key_too_long")
-    return key
-
-
-def check_value(value: str, max_value_bytes: int) -> str:
-    if utf8_len(value) > max_value_bytes:
-        raise ValueTooLarge(f"the value is larger than {max_value_bytes} bytes")
-    return value
-
-
-def parse_int64(text: str, what: str, code: str = "not_an_integer") -> int:
-    """Parse a plain ASCII base-10 integer in signed 64-bit range, or raise ValidationError."""
-    if not _INTEGER.fullmatch(text):
-        raise ValidationError(f"{what} must be a base-10 integer, got {_excerpt(text)}", code)
-    # Cheap range check first, so a megabyte of digits never reaches int().
-    if len(text.lstrip("+-").lstrip("0")) > 19:
-        raise ValidationError(f"{what} is outside the signed 64-bit range", code)
-    number = int(text)
-    if not INT64_MIN <= number <= INT64_MAX:
-        raise ValidationError(f"{what} is outside the signed 64-bit range", code)
-    return number
-
-
-def _excerpt(text: str, limit: int = 40) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
 class Result(NamedTuple):
     """What a command answers: a status and a text value or JSON data, and the item version."""
 
@@ -292,63 +62,71 @@ class Result(NamedTuple):
     value: Optional[str] = None
     data: Any = None
     version: Optional[int] = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
-# -- commands --------------------------------------------------------------------------
+def refused(error: Refusal) -> Result:
+    """The answer to a refusal: its status, its JSON error body and its headers."""
+    return Result(error.status, data=error.body, headers=error.headers)
 
 
 class Command:
-    """One cache verb: `validate` turns params into args, `apply` runs them on the store."""
+    """One cache verb: `validate` turns params into typed args, `apply` runs them on the store.
+
+    The class describes itself: its docstring's first line is the verb's summary,
+    `parameters` what it reads, `refusals` the errors of its own, `answers` its
+    successful statuses and their content.
+    """
 
     name: ClassVar[str] = ""
     # A command that changes data: refused on HEAD, and on cross-site browser requests.
     writes: ClassVar[bool] = False
-    # Whether the command reads a JSON body that is not an object (Params.document).
-    accepts_document: ClassVar[bool] = False
+    parameters: ClassVar[tuple[Parameter, ...]] = ()
+    refusals: ClassVar[tuple[type[Refusal], ...]] = ()
+    answers: ClassVar[dict[int, Any]] = {200: {"*/*": {}}, 204: None}
+    # The schema of a JSON body that is not an object of parameters (a /batch list), for
+    # a verb that reads one (Params.document); such a verb is described as POST only.
+    document_schema: ClassVar[Optional[dict[str, Any]]] = None
+    # The type of the arguments `validate` returns: one field per parameter.
+    Args: ClassVar[type] = SimpleNamespace
+
+    @classmethod
+    def accepts_document(cls) -> bool:
+        return cls.document_schema is not None
+
+    def parse(self, params: Params) -> dict[str, Any]:
+        """Every declared parameter's value, by its field name."""
+        return {parameter.field: parameter.parse(params) for parameter in self.parameters}
 
     def validate(self, params: Params) -> Any:
-        raise NotImplementedError
+        return self.Args(**self.parse(params))
 
     def apply(self, store: Store, args: Any) -> Result:
         raise NotImplementedError
 
 
-class WriteArgs(NamedTuple):
-    """The arguments every single-key write takes; `value` and `compare` as the verb needs."""
-
-    key: str
-    value: Any = None
-    expiry: Expiry = NO_EXPIRY
-    conditions: Conditions = NO_CONDITIONS
-    return_value: bool = False
-    compare: Optional[str] = None
-    max_value_bytes: int = 0
-
-
 class WriteCommand(Command):
-    """A write to one key: checks the request's preconditions, then applies `change`."""
+    """A write to one key: checks the request's preconditions, then applies `change`.
+
+    Its Args carry `key`, the verb's own parameters, `conditions` and `return_value`.
+    """
 
     writes = True
-    needs_value: ClassVar[bool] = True
-    takes_expiry: ClassVar[bool] = True
+    refusals = (PreconditionFailed, ValueTooLarge)
+    answers = {204: None, 200: TEXT}  # 200 with the value under Prefer: return=representation
     # A verb that reads as it writes (gat): counts a hit or a miss and answers the value.
     reads: ClassVar[bool] = False
 
-    def validate(self, params: Params) -> WriteArgs:
-        return WriteArgs(
-            key=params.key(),
-            value=params.value() if self.needs_value else None,
-            expiry=params.expiry() if self.takes_expiry else NO_EXPIRY,
-            conditions=params.conditions,
-            return_value=params.return_value,
-            max_value_bytes=params.context.max_value_bytes,
+    def validate(self, params: Params) -> Any:
+        return self.Args(
+            **self.parse(params), conditions=params.conditions, return_value=params.return_value
         )
 
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Change:
-        """Return the change to make to `current`, or raise CommandError to refuse."""
+    def change(self, current: Optional[Item], now: float, args: Any) -> Change:
+        """Return the change to make to `current`, or raise a Refusal to refuse."""
         raise NotImplementedError
 
-    def apply(self, store: Store, args: WriteArgs) -> Result:
+    def apply(self, store: Store, args: Any) -> Result:
         def checked_change(current: Optional[Item], now: float) -> Change:
             args.conditions.check(current)
             return self.change(current, now, args)
@@ -380,7 +158,7 @@ def run(command: type[Command], store: Store, params: Params) -> Result:
     instance = command()
     try:
         return instance.apply(store, instance.validate(params))
-    except CommandError as error:
-        return error.result()
+    except Refusal as error:
+        return refused(error)
     except StoreUnavailable as error:
-        return Unavailable(f"the store is unavailable; nothing was done ({error})").result()
+        return refused(Unavailable(f"the store is unavailable; nothing was done ({error})"))

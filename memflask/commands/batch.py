@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional
 
-from ..registry import default_registry
+from ..errors import InvalidBatch, UnknownVerb, ValidationError
+from ..params import Params, params_from_json
 from ..store import Store
-from .base import (
-    Command,
-    Context,
-    Params,
-    Result,
-    UnknownVerb,
-    ValidationError,
-    params_from_json,
-    run,
-)
+from .base import Command, Context, Result, json_content, refused, run
+
+ENTRY_SCHEMA = {
+    "type": "object",
+    "required": ["verb"],
+    "properties": {"verb": {"type": "string"}},
+    "additionalProperties": {"type": ["string", "integer"]},
+}
+OUTCOME_SCHEMA = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {
+        "status": {"type": "integer"},
+        "value": {},
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+    },
+}
 
 
 class BatchEntry(NamedTuple):
@@ -24,9 +33,8 @@ class BatchEntry(NamedTuple):
     params: Params
 
 
-@default_registry.register
 class Batch(Command):
-    """POST a JSON list of {"verb": ..., params}; answer a list of each command's own result.
+    """Run a JSON list of {"verb": ..., params} in order; answer a list of each one's result.
 
     A malformed batch is refused whole (400) and runs nothing. Each command is atomic on
     its own; the batch as a whole is not a transaction.
@@ -34,50 +42,49 @@ class Batch(Command):
 
     name = "batch"
     writes = True
-    accepts_document = True
+    document_schema = {"type": "array", "items": ENTRY_SCHEMA}
+    refusals = (InvalidBatch,)
+    answers = {200: json_content({"type": "array", "items": OUTCOME_SCHEMA})}
 
     def validate(self, params: Params) -> list[BatchEntry]:
         document = params.document
         if not isinstance(document, list):
-            raise ValidationError(
-                "batch needs a JSON list of commands as its body", "invalid_batch"
-            )
+            raise InvalidBatch("batch needs a JSON list of commands as its body")
         limit = params.context.max_batch
         if len(document) > limit:
-            raise ValidationError(f"at most {limit} commands per batch", "invalid_batch")
+            raise InvalidBatch(f"at most {limit} commands per batch")
         return [self._entry(index, entry, params.context) for index, entry in enumerate(document)]
 
     def _entry(self, index: int, entry: Any, context: Context) -> BatchEntry:
         if not isinstance(entry, dict) or not isinstance(entry.get("verb"), str):
-            raise ValidationError(
-                f"command {index} must be a JSON object with a string 'verb'", "invalid_batch"
-            )
+            raise InvalidBatch(f"command {index} must be a JSON object with a string 'verb'")
         fields = dict(entry)
         verb = fields.pop("verb")
         if verb == self.name:
-            raise ValidationError(
-                f"command {index}: a batch cannot contain a batch", "invalid_batch"
-            )
+            raise InvalidBatch(f"command {index}: a batch cannot contain a batch")
         try:
             values = params_from_json(fields)
         except ValidationError as error:
-            raise ValidationError(f"command {index}: {error.message}", error.code) from None
+            raise type(error)(f"command {index}: {error.message}") from None
         return BatchEntry(verb, context.registry.get(verb), Params(values, context))
 
     def apply(self, store: Store, entries: list[BatchEntry]) -> Result:
-        return Result(200, data=[self._outcome(store, entry) for entry in entries])
+        return Result(200, data=[outcome(self._run(store, entry)) for entry in entries])
 
     @staticmethod
-    def _outcome(store: Store, entry: BatchEntry) -> dict:
+    def _run(store: Store, entry: BatchEntry) -> Result:
         if entry.command is None:
-            result = UnknownVerb(f"unknown verb {entry.verb!r}").result()
-        else:
-            result = run(entry.command, store, entry.params)
-        outcome: dict[str, Any] = {"status": result.status}
-        if result.status >= 400:
-            outcome.update(result.data)
-        elif result.value is not None:
-            outcome["value"] = result.value
-        elif result.data is not None:
-            outcome["value"] = result.data
-        return outcome
+            return refused(UnknownVerb(f"unknown verb {entry.verb!r}"))
+        return run(entry.command, store, entry.params)
+
+
+def outcome(result: Result) -> dict[str, Any]:
+    """One command's result as a batch entry: its status, and its value or its error body."""
+    entry: dict[str, Any] = {"status": result.status}
+    if result.status >= 400:
+        entry.update(result.data)
+    elif result.value is not None:
+        entry["value"] = result.value
+    elif result.data is not None:
+        entry["value"] = result.data
+    return entry

@@ -2,32 +2,36 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Optional
+from typing import ClassVar, NamedTuple, Optional
 
-from ..registry import default_registry
+from ..errors import NotAnInteger, Overflow
+from ..headers import Conditions
+from ..params import INT64_MAX, INT64_MIN, Amount, Expiry, ExpiryParameter, Key, parse_int64
 from ..store import Item
-from .base import INT64_MAX, INT64_MIN, CommandError, Params, WriteArgs, WriteCommand, parse_int64
+from .base import WriteCommand
 
 
-class Overflow(CommandError):
-    status = 400
-    code = "overflow"
+class CounterArgs(NamedTuple):
+    key: str
+    amount: int
+    expiry: Expiry
+    conditions: Conditions
+    return_value: bool
 
 
 class CounterCommand(WriteCommand):
     """Add `sign * value` to a stored integer; an absent key is set to `value` as given."""
 
+    parameters = (Key(), Amount(), ExpiryParameter())
+    refusals = (*WriteCommand.refusals, NotAnInteger, Overflow)
+    Args = CounterArgs
     sign: ClassVar[int] = 1
 
-    def validate(self, params: Params) -> WriteArgs:
-        args = super().validate(params)
-        return args._replace(value=parse_int64(args.value, "the amount 'value'"))
-
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
+    def change(self, current: Optional[Item], now: float, args: CounterArgs) -> Item:
         if current is None:
-            return Item(str(args.value), args.expiry.resolve(now))
+            return Item(str(args.amount), args.expiry.resolve(now))
         stored = parse_int64(current.value, "the stored value")
-        result = stored + self.sign * args.value
+        result = stored + self.sign * args.amount
         if not INT64_MIN <= result <= INT64_MAX:
             raise Overflow(
                 f"the result {result} is outside the signed 64-bit range; nothing changed"
@@ -35,17 +39,15 @@ class CounterCommand(WriteCommand):
         return Item(str(result), args.expiry.resolve(now, current))
 
 
-@default_registry.register
 class Increment(CounterCommand):
-    """Add `value` to the stored integer."""
+    """Add `value` to the stored integer (absent: set to `value`)."""
 
     name = "increment"
     sign = 1
 
 
-@default_registry.register
 class Decrement(CounterCommand):
-    """Subtract `value` from the stored integer; absent: set to `value`, as in the original."""
+    """Subtract `value` from the stored integer (absent: set to `value`, as in the original)."""
 
     name = "decrement"
     sign = -1

@@ -2,60 +2,68 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
-from ..registry import default_registry
+from ..errors import NotFound
+from ..headers import Conditions
+from ..params import Expiry, ExpiryParameter, Key, Params
 from ..store import DELETE, Delete, Item, Store
-from .base import Command, NotFound, Params, Result, ValidationError, WriteArgs, WriteCommand
+from .base import TEXT, Command, Result, WriteCommand
 
 
-@default_registry.register
+class DeleteArgs(NamedTuple):
+    key: str
+    conditions: Conditions
+    return_value: bool
+
+
 class DeleteKey(WriteCommand):
     """Remove the key; 204 whether or not it was there."""
 
     name = "delete"
-    needs_value = False
-    takes_expiry = False
+    parameters = (Key(),)
+    answers = {204: None}
+    Args = DeleteArgs
 
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Delete:
+    def change(self, current: Optional[Item], now: float, args: DeleteArgs) -> Delete:
         return DELETE
 
 
-@default_registry.register
+class TouchArgs(NamedTuple):
+    key: str
+    expiry: Expiry
+    conditions: Conditions
+    return_value: bool
+
+
 class Touch(WriteCommand):
     """Give an existing key a new expiry (`expire` or `ttl`, 0: never); 404 if absent."""
 
     name = "touch"
-    needs_value = False
+    parameters = (Key(), ExpiryParameter(required=True))
+    refusals = (*WriteCommand.refusals, NotFound)
+    Args = TouchArgs
 
-    def validate(self, params: Params) -> WriteArgs:
-        args = super().validate(params)
-        if not args.expiry.given:
-            raise ValidationError(
-                f"{self.name} needs 'expire' or 'ttl' (0 for no expiry)", "missing_parameter"
-            )
-        return args
-
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
+    def change(self, current: Optional[Item], now: float, args: TouchArgs) -> Item:
         if current is None:
             raise NotFound("no such key")
         return Item(current.value, args.expiry.resolve(now))
 
 
-@default_registry.register
 class GetAndTouch(Touch):
     """Touch the key and answer its value (200), counted as a read like memcached's gat."""
 
     name = "gat"
+    answers = {200: TEXT}
     reads = True
 
 
-@default_registry.register
 class Flush(Command):
     """Remove every key."""
 
     name = "flush"
     writes = True
+    answers = {204: None}
 
     def validate(self, params: Params) -> None:
         return None

@@ -5,26 +5,30 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ..registry import default_registry
+from ..errors import NotFound
+from ..headers import Conditions
+from ..params import Key, Keys, Params
 from ..store import Store
-from .base import Command, Conditions, NotFound, Params, Result, ValidationError, check_key
+from .base import TEXT, Command, Result, json_content
 
 
-class ReadArgs(NamedTuple):
+class GetArgs(NamedTuple):
     key: str
     conditions: Conditions
 
 
-@default_registry.register
 class Get(Command):
-    """Answer the value (200) with its version as ETag; 304 when the client holds that version."""
+    """Read a value (200) with its version as ETag; 304 when the client holds that version."""
 
     name = "get"
+    parameters = (Key(),)
+    refusals = (NotFound,)
+    answers = {200: TEXT, 304: None}
 
-    def validate(self, params: Params) -> ReadArgs:
-        return ReadArgs(params.key(), params.conditions)
+    def validate(self, params: Params) -> GetArgs:
+        return GetArgs(**self.parse(params), conditions=params.conditions)
 
-    def apply(self, store: Store, args: ReadArgs) -> Result:
+    def apply(self, store: Store, args: GetArgs) -> Result:
         item = store.get(args.key)
         if item is None:
             raise NotFound("no such key")
@@ -33,40 +37,52 @@ class Get(Command):
         return Result(200, value=item.value, version=item.version)
 
 
-@default_registry.register
+class KeysArgs(NamedTuple):
+    keys: list[str]
+
+
 class MultiGet(Command):
-    """Answer a JSON object of the keys that hit: /mget?key=a&key=b -> {"a": "1"}."""
+    """Read many keys: a JSON object of the hits, /mget?key=a&key=b -> {"a": "1"}."""
 
     name = "mget"
+    parameters = (Keys(),)
+    answers = {200: json_content({"type": "object", "additionalProperties": {"type": "string"}})}
+    Args = KeysArgs
 
-    def validate(self, params: Params) -> list[str]:
-        keys = params.all("key")
-        if not keys:
-            raise ValidationError("give at least one 'key'", "missing_parameter")
-        limit = params.context.max_batch
-        if len(keys) > limit:
-            raise ValidationError(f"at most {limit} keys per mget", "too_many_keys")
-        return [check_key(key, params.context.max_key_bytes) for key in keys]
-
-    def apply(self, store: Store, keys: list[str]) -> Result:
-        items = store.get_many(keys)
+    def apply(self, store: Store, args: KeysArgs) -> Result:
+        items = store.get_many(args.keys)
         return Result(200, data={key: item.value for key, item in items.items()})
 
 
-@default_registry.register
+class KeyArgs(NamedTuple):
+    key: str
+
+
 class TimeToLive(Command):
     """Answer the whole seconds left before the key expires (null: never), as {"key", "ttl"}."""
 
     name = "ttl"
+    parameters = (Key(),)
+    refusals = (NotFound,)
+    answers = {
+        200: json_content(
+            {
+                "type": "object",
+                "required": ["key", "ttl"],
+                "properties": {
+                    "key": {"type": "string"},
+                    "ttl": {"type": ["integer", "null"], "minimum": 0},
+                },
+            }
+        )
+    }
+    Args = KeyArgs
 
-    def validate(self, params: Params) -> str:
-        return params.key()
-
-    def apply(self, store: Store, key: str) -> Result:
-        item = store.peek(key)
+    def apply(self, store: Store, args: KeyArgs) -> Result:
+        item = store.peek(args.key)
         if item is None:
             raise NotFound("no such key")
         ttl = None
         if item.expires_at is not None:
             ttl = max(0, math.ceil(item.expires_at - store.clock()))
-        return Result(200, data={"key": key, "ttl": ttl})
+        return Result(200, data={"key": args.key, "ttl": ttl})

@@ -2,90 +2,139 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
-from ..registry import default_registry
+from ..errors import CompareMismatch, Exists, NotFound
+from ..headers import Conditions
+from ..params import Expiry, ExpiryParameter, Key, Parameter, Params, Value
 from ..store import Item
-from .base import CommandError, Exists, NotFound, Params, WriteArgs, WriteCommand, grown_item
+from .base import WriteCommand, grown_item
 
 
-@default_registry.register
-class Set(WriteCommand):
+class StoreArgs(NamedTuple):
+    key: str
+    value: str
+    expiry: Expiry
+    conditions: Conditions
+    return_value: bool
+
+
+class StoreCommand(WriteCommand):
+    """A verb that stores `value` under `key`, with an optional expiry."""
+
+    parameters = (Key(), Value(), ExpiryParameter())
+    Args = StoreArgs
+
+
+class Set(StoreCommand):
     """Store a value, replacing any item and its expiry (no expiry given: never expires)."""
 
     name = "set"
 
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
+    def change(self, current: Optional[Item], now: float, args: StoreArgs) -> Item:
         return Item(args.value, args.expiry.resolve(now))
 
 
-@default_registry.register
-class Add(WriteCommand):
+class Add(StoreCommand):
     """Store a value only if the key is absent (409 otherwise), as memcached's add."""
 
     name = "add"
+    refusals = (*StoreCommand.refusals, Exists)
 
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
+    def change(self, current: Optional[Item], now: float, args: StoreArgs) -> Item:
         if current is not None:
             raise Exists("the key already exists")
         return Item(args.value, args.expiry.resolve(now))
 
 
-@default_registry.register
-class Replace(WriteCommand):
+class Replace(StoreCommand):
     """Store a value only if the key is present (404 otherwise), as memcached's replace."""
 
     name = "replace"
+    refusals = (*StoreCommand.refusals, NotFound)
 
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
+    def change(self, current: Optional[Item], now: float, args: StoreArgs) -> Item:
         if current is None:
             raise NotFound("no such key")
         return Item(args.value, args.expiry.resolve(now))
 
 
-class CompareMismatch(CommandError):
-    status = 400
-    code = "compare_mismatch"
+class CompareArgs(NamedTuple):
+    key: str
+    value: str
+    compare: str
+    expiry: Expiry
+    conditions: Conditions
+    return_value: bool
 
 
-@default_registry.register
 class CheckAndSet(WriteCommand):
     """Store a value if the current one equals `compare`, or if the key is absent."""
 
     name = "checkandset"
+    parameters = (
+        Key(),
+        Value(),
+        Parameter("compare", "The value the current one must equal."),
+        ExpiryParameter(),
+    )
+    refusals = (*WriteCommand.refusals, CompareMismatch)
+    Args = CompareArgs
 
-    def validate(self, params: Params) -> WriteArgs:
-        return super().validate(params)._replace(compare=params.required("compare"))
-
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
+    def change(self, current: Optional[Item], now: float, args: CompareArgs) -> Item:
         if current is not None and current.value != args.compare:
             raise CompareMismatch("the current value does not equal 'compare'; nothing changed")
         return Item(args.value, args.expiry.resolve(now))
 
 
-@default_registry.register
-class Append(WriteCommand):
+class GrowArgs(NamedTuple):
+    key: str
+    value: str
+    expiry: Expiry
+    conditions: Conditions
+    return_value: bool
+    max_value_bytes: int  # the grown value must still fit
+
+
+class GrowCommand(StoreCommand):
+    """A verb that adds to the current value; an absent key is set; the expiry is kept."""
+
+    Args = GrowArgs
+
+    def validate(self, params: Params) -> GrowArgs:
+        return GrowArgs(
+            **self.parse(params),
+            conditions=params.conditions,
+            return_value=params.return_value,
+            max_value_bytes=params.context.max_value_bytes,
+        )
+
+    def change(self, current: Optional[Item], now: float, args: GrowArgs) -> Item:
+        if current is None:
+            return Item(args.value, args.expiry.resolve(now))
+        return grown_item(
+            self.grow(current.value, args.value),
+            args.expiry.resolve(now, current),
+            args.max_value_bytes,
+        )
+
+    def grow(self, current: str, value: str) -> str:
+        raise NotImplementedError
+
+
+class Append(GrowCommand):
     """Add the value after the current one (an absent key is set); the expiry is kept."""
 
     name = "append"
 
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
-        if current is None:
-            return Item(args.value, args.expiry.resolve(now))
-        return grown_item(
-            current.value + args.value, args.expiry.resolve(now, current), args.max_value_bytes
-        )
+    def grow(self, current: str, value: str) -> str:
+        return current + value
 
 
-@default_registry.register
-class Prepend(WriteCommand):
+class Prepend(GrowCommand):
     """Add the value before the current one (an absent key is set); the expiry is kept."""
 
     name = "prepend"
 
-    def change(self, current: Optional[Item], now: float, args: WriteArgs) -> Item:
-        if current is None:
-            return Item(args.value, args.expiry.resolve(now))
-        return grown_item(
-            args.value + current.value, args.expiry.resolve(now, current), args.max_value_bytes
-        )
+    def grow(self, current: str, value: str) -> str:
+        return value + current

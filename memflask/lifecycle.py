@@ -1,0 +1,53 @@
+"""One owner of what runs beside the requests: the snapshot saver and the store's connections.
+
+Two named phases, as uvicorn's Server has: `startup` (restore the snapshot, start the
+saver) and `shutdown` (the last save after the last request, then close the store).
+Both are safe to call more than once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Optional
+
+from . import snapshot
+from .store import MemoryStore, Store
+
+log = logging.getLogger(__name__)
+
+
+class Lifecycle:
+    """Starts and stops an app's background parts."""
+
+    def __init__(self, store: Store, snapshot_path: Optional[Path], snapshot_interval: float):
+        self.store = store
+        self.snapshot_path = snapshot_path
+        self.snapshot_interval = snapshot_interval
+        self.saver: Optional[snapshot.PeriodicSaver] = None
+        self._lock = threading.Lock()
+        self._started = self._stopped = False
+
+    def startup(self) -> None:
+        """Restore the last snapshot and start saving periodically (when snapshots are on)."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            if self.snapshot_path is not None and isinstance(self.store, MemoryStore):
+                snapshot.load(self.store, self.snapshot_path)
+                self.saver = snapshot.PeriodicSaver(
+                    self.store, self.snapshot_path, self.snapshot_interval
+                )
+                self.saver.start()
+
+    def shutdown(self) -> None:
+        """Save a last time (after the last request was answered) and close the store."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            if self.saver is not None:
+                self.saver.stop()
+            self.store.close()

@@ -1,0 +1,213 @@
+"""The request pipeline: a WSGI environ and the app's state in, status, headers and body out.
+
+Plain functions that use neither `flask.request` nor `current_app`, so the blueprint's
+`/<verb>` view and a WSGI-level caller without Flask's request context run the very same
+steps: access checks, the verb from the registry, parameters read from the query and
+the body, `run()`, metrics, rendering.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
+from urllib.parse import unquote_to_bytes
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import parse_options_header
+from werkzeug.wsgi import get_input_stream
+
+from .commands.base import Command, Context, Result, refused, run
+from .errors import (
+    InvalidBody,
+    InvalidEncoding,
+    InvalidJson,
+    MethodNotAllowed,
+    Refusal,
+    RequestTooLarge,
+    TooManyParameters,
+    UnknownVerb,
+    UnsupportedMediaType,
+)
+from .headers import Conditions, entity_tag, prefers_representation
+from .metrics import Metrics
+from .params import Params, params_from_json
+from .security import Access
+from .store import Store
+
+if TYPE_CHECKING:
+    from .lifecycle import Lifecycle
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+TEXT_TYPE = "text/plain; charset=utf-8"
+# Parameters one request may carry beyond MAX_BATCH keys: enough for the largest /mget.
+EXTRA_FIELDS = 64
+
+
+class State(NamedTuple):
+    """Per-app state, kept in app.extensions["memflask"]."""
+
+    store: Store
+    context: Context
+    access: Access
+    metrics: Metrics
+    lifecycle: Lifecycle
+    max_body_bytes: int  # MAX_CONTENT_LENGTH
+
+
+class Answer(NamedTuple):
+    """A rendered response; the server adapter adds Content-Length (absent on 204 and 304)."""
+
+    status: int
+    content_type: Optional[str]  # None: no body
+    body: bytes
+    headers: list[tuple[str, str]]  # ETag, WWW-Authenticate, Allow
+
+
+def answer_verb(state: State, environ: dict[str, Any], verb: str) -> Answer:
+    """Check access, run `verb` on the request in `environ`, and render its result."""
+    try:
+        command = admit(state, environ, verb)
+    except Refusal as error:
+        return render(refused(error))
+    started = time.perf_counter()
+    try:
+        result = run(command, state.store, read_params(environ, command, state))
+    except Refusal as error:  # refused while reading the request itself
+        result = refused(error)
+    state.metrics.observe(verb, result.status, time.perf_counter() - started)
+    return render(result)
+
+
+def check_access(state: State, environ: dict[str, Any]) -> None:
+    """The Host allowlist, then the bearer token (every route but the public ones)."""
+    state.access.check_host(environ.get("HTTP_HOST"))
+    if state.access.token is not None:
+        state.access.check_token(environ.get("HTTP_AUTHORIZATION"))
+
+
+def admit(state: State, environ: dict[str, Any], verb: str) -> type[Command]:
+    """The command for `verb`, once the request may run it; raise a Refusal otherwise."""
+    check_access(state, environ)
+    command = state.context.registry.get(verb)
+    if command is None:
+        raise UnknownVerb(f"unknown verb {verb!r}")
+    if command.writes:
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            raise MethodNotAllowed(f"/{verb} changes data: use GET or POST")
+        state.access.check_not_cross_site(
+            environ.get("HTTP_ORIGIN"), environ.get("HTTP_SEC_FETCH_SITE")
+        )
+    return command
+
+
+def read_params(environ: dict[str, Any], command: type[Command], state: State) -> Params:
+    """Collect parameters from the query string and a form or JSON body, strictly as UTF-8."""
+    context = state.context
+    max_fields = context.max_batch + EXTRA_FIELDS
+    values = parse_form(environ.get("QUERY_STRING", ""), max_fields)
+    document = None
+    body = read_body(environ, state.max_body_bytes)
+    if body:
+        mimetype = parse_options_header(environ.get("CONTENT_TYPE", ""))[0].lower()
+        if mimetype == FORM:
+            _merge(values, parse_form(body.decode("latin-1"), max_fields))
+        elif mimetype == JSON:
+            document = parse_json(body)
+            if isinstance(document, dict):
+                _merge(values, params_from_json(document))
+                document = None
+            elif not command.accepts_document():
+                raise InvalidBody(f"/{command.name} needs a JSON object body")
+        else:
+            raise UnsupportedMediaType(f"send the body as {FORM} or {JSON}")
+    return Params(
+        values,
+        context,
+        conditions=Conditions.from_headers(
+            environ.get("HTTP_IF_MATCH"), environ.get("HTTP_IF_NONE_MATCH")
+        ),
+        return_value=prefers_representation(environ.get("HTTP_PREFER")),
+        document=document,
+    )
+
+
+def read_body(environ: dict[str, Any], max_body_bytes: Optional[int]) -> bytes:
+    """The request body (b"" when there is none), refused over `max_body_bytes`."""
+    has_body = environ.get("CONTENT_LENGTH", "0") not in ("", "0") or (
+        "HTTP_TRANSFER_ENCODING" in environ
+    )
+    if not has_body:
+        return b""
+    try:
+        return get_input_stream(environ, max_content_length=max_body_bytes).read()
+    except RequestEntityTooLarge as error:
+        raise RequestTooLarge(error.description or "the body is too large") from None
+
+
+def parse_form(text: str, max_fields: int) -> dict[str, list[str]]:
+    """Parse `a=1&b=2` given one character per byte (latin-1, as WSGI gives the query).
+
+    Not parse_qsl: it decodes with replacement characters, where a parameter that is not
+    UTF-8 must be refused; and most fields are plain ASCII that need no unquoting at all.
+    """
+    values: dict[str, list[str]] = {}
+    if not text:
+        return values
+    fields = text.split("&")
+    if len(fields) > max_fields:
+        raise TooManyParameters(f"more than {max_fields} parameters")
+    try:
+        for field in fields:
+            if field:
+                name, _, value = field.partition("=")
+                values.setdefault(_unquote(name), []).append(_unquote(value))
+    except UnicodeDecodeError:
+        raise InvalidEncoding("parameters must be valid UTF-8") from None
+    return values
+
+
+def _unquote(field: str) -> str:
+    """Decode one form-encoded field: '+' is a space, %XX a byte; the bytes must be UTF-8."""
+    if field.isascii() and "%" not in field and "+" not in field:
+        return field
+    return unquote_to_bytes(field.encode("latin-1").replace(b"+", b" ")).decode("utf-8")
+
+
+def parse_json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise InvalidEncoding("the JSON body must be valid UTF-8") from None
+    except ValueError as error:
+        raise InvalidJson(f"the body is not valid JSON: {error}") from None
+
+
+def _merge(values: dict[str, list[str]], more: dict[str, list[str]]) -> None:
+    for name, extra in more.items():
+        values.setdefault(name, []).extend(extra)
+
+
+# -- rendering ----------------------------------------------------------------------------
+
+
+def render(result: Result) -> Answer:
+    """Turn a result into a response: a text value, JSON data, or no body."""
+    headers = list(result.headers)
+    if result.version is not None:
+        headers.append(("ETag", entity_tag(result.version)))
+    if result.value is not None:
+        return Answer(result.status, TEXT_TYPE, result.value.encode("utf-8"), headers)
+    if result.data is not None:
+        return Answer(result.status, JSON, json_bytes(result.data), headers)
+    return Answer(result.status, None, b"", headers)
+
+
+def render_refusal(error: Refusal) -> Answer:
+    return render(refused(error))
+
+
+def json_bytes(data: Any) -> bytes:
+    """JSON as Flask's default provider writes it: compact, keys sorted, ASCII, a newline."""
+    return (json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n").encode()
