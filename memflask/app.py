@@ -14,9 +14,10 @@ from . import api, config
 from .commands import DEFAULT_COMMANDS
 from .commands.base import Command, CommandCounts, Context
 from .errors import Refusal
+from .hotpath import HotPath
 from .lifecycle import Lifecycle
 from .metrics import Metrics
-from .pipeline import State
+from .pipeline import State, request_line
 from .registry import Registry
 from .security import Access
 from .store import MemoryStore, Store
@@ -57,9 +58,10 @@ def create_app(
         # Relative to the instance folder; an absolute path stays absolute.
         snapshot_path = Path(app.instance_path) / app.config["SNAPSHOT_PATH"]
     lifecycle = Lifecycle(store, snapshot_path, app.config["SNAPSHOT_INTERVAL"])
-    app.extensions["memflask"] = State(
+    state = State(
         store, context, access, Metrics(store), lifecycle, app.config["MAX_CONTENT_LENGTH"]
     )
+    app.extensions["memflask"] = state
 
     app.register_blueprint(api.bp)
     app.register_error_handler(Refusal, api.refusal)
@@ -68,9 +70,12 @@ def create_app(
     # app.logger is first used, so Flask adds no handler of its own: waitress also calls
     # basicConfig, and two handlers would print every line twice.
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if app.config["APP_ENV"] != "production":
+    logs_requests = app.config["APP_ENV"] != "production"
+    if logs_requests:
         app.logger.setLevel(logging.INFO)
         app.after_request(_log_request)
+    if app.config["HOT_PATH"]:
+        app.wsgi_app = HotPath(app.wsgi_app, state, app.logger, log=logs_requests)  # type: ignore[method-assign]
     # Started here so that every way of serving (waitress-serve, flask run, memflask
     # serve) restores the snapshot; serving stops it through lifecycle.shutdown().
     lifecycle.startup()
@@ -95,7 +100,5 @@ def _make_store(config: Mapping[str, Any]) -> Store:
 
 def _log_request(response: Response) -> Response:
     """One line per request, as the original printed (off when APP_ENV=production)."""
-    current_app.logger.info(
-        "%s %s %s", request.method, request.full_path.rstrip("?"), response.status_code
-    )
+    current_app.logger.info("%s %s %s", *request_line(request.environ), response.status_code)
     return response

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "STORE_URL": "memory://",  # or redis://host:port/db for the Redis backend
     "STORE_PREFIX": "memflask:",  # the Redis namespace: memflask's keys only
     "STORE_TIMEOUT_MS": 1000,  # how long a Redis call may take before a 503
+    "HOT_PATH": True,  # serve the verbs at the WSGI level, past Flask's per-request work
 }
 
 # Settings that are text: read from MEMFLASK_<NAME> as given, never parsed as JSON
@@ -43,6 +44,10 @@ TEXT_SETTINGS = (
     "STORE_PREFIX",
 )
 LIST_SETTINGS = ("ALLOWED_HOSTS", "ALLOWED_ORIGINS")
+BOOLEAN_SETTINGS = ("HOT_PATH",)
+# How a yes/no setting may be written (MEMFLASK_HOT_PATH=0, =false, =off...).
+BOOLEAN_WORDS = {"1": True, "true": True, "yes": True, "on": True}
+BOOLEAN_WORDS.update({"0": False, "false": False, "no": False, "off": False})
 
 # name -> (smallest, largest) for the whole-number settings.
 INTEGER_SETTINGS = {
@@ -138,6 +143,8 @@ def validate(config: Config) -> None:
     token = config["TOKEN"]
     if token is not None and (not isinstance(token, str) or not token.strip()):
         raise ConfigError("TOKEN must be a non-empty string (unset it to turn the token off)")
+    for name in BOOLEAN_SETTINGS:
+        config[name] = _boolean(name, config[name])
     if config["CLOCK"] is not None and not callable(config["CLOCK"]):
         raise ConfigError(
             f"CLOCK must be a callable returning Unix seconds, got {config['CLOCK']!r}"
@@ -154,6 +161,15 @@ def _text_list(name: str, value: Any) -> list[str]:
     if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
         raise ConfigError(f"{name} must be a comma-separated list of names, got {value!r}")
     return [item.strip() for item in items if item.strip()]
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    if word not in BOOLEAN_WORDS:
+        raise ConfigError(f"{name} must be true or false (1/0, yes/no, on/off), got {value!r}")
+    return BOOLEAN_WORDS[word]
 
 
 def _whole_number(name: str, value: Any, smallest: int, largest: int) -> int:

@@ -211,3 +211,15 @@ def render_refusal(error: Refusal) -> Answer:
 def json_bytes(data: Any) -> bytes:
     """JSON as Flask's default provider writes it: compact, keys sorted, ASCII, a newline."""
     return (json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n").encode()
+
+
+def request_line(environ: dict[str, Any]) -> tuple[str, str]:
+    """The method and the path with its query, as the request log shows them."""
+    path = _wsgi_text(environ.get("PATH_INFO", ""))
+    query = _wsgi_text(environ.get("QUERY_STRING", ""))
+    return environ.get("REQUEST_METHOD", ""), f"{path}?{query}".rstrip("?")
+
+
+def _wsgi_text(value: str) -> str:
+    """A WSGI string (bytes as latin-1) as the UTF-8 text it carries."""
+    return value.encode("latin-1").decode("utf-8", "replace")

@@ -88,15 +88,32 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+# How a contract test's app serves: (backend, hot path on). The Flask view (hot path
+# off) runs on the memory store; Redis answers through the hot path.
+CONTRACT_SERVING = [("memory", True), ("memory", False), ("redis", True)]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """A module with CONTRACT = True runs every test that uses the app on both backends."""
+    """A module with CONTRACT = True runs every test that uses the app on both backends,
+    and with the hot path on and off."""
     if getattr(metafunc.module, "CONTRACT", False) and "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", ["memory", "redis"], indirect=True)
+        metafunc.parametrize(
+            ("backend", "hot_path"),
+            CONTRACT_SERVING,
+            indirect=True,
+            ids=[f"{backend}-{'hot' if hot else 'flask'}" for backend, hot in CONTRACT_SERVING],
+        )
 
 
 @pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
     return getattr(request, "param", "memory")
+
+
+@pytest.fixture
+def hot_path(request: pytest.FixtureRequest) -> bool:
+    """Whether the app serves its verbs through the WSGI-level hot path (the default)."""
+    return getattr(request, "param", True)
 
 
 @pytest.fixture(scope="session")
@@ -142,8 +159,20 @@ def app_config() -> dict:
 
 
 @pytest.fixture
-def app(clock: FakeClock, backend: str, app_config: dict, request: pytest.FixtureRequest):
-    config = {"TESTING": True, "APP_ENV": "production", "CLOCK": clock, **app_config}
+def app(
+    clock: FakeClock,
+    backend: str,
+    hot_path: bool,
+    app_config: dict,
+    request: pytest.FixtureRequest,
+):
+    config = {
+        "TESTING": True,
+        "APP_ENV": "production",
+        "CLOCK": clock,
+        "HOT_PATH": hot_path,
+        **app_config,
+    }
     app = create_app({**config, **backend_config(backend, request)})
     yield app
     if backend == "redis":
