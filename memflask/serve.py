@@ -11,6 +11,8 @@ from typing import Any, Mapping
 import waitress
 from flask import Flask
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.task import WSGITask
 
 KIB = 1024
 # How long a stop waits for in-flight requests to be answered before closing anyway.
@@ -33,6 +35,45 @@ def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+class BodilessKeepAliveTask(WSGITask):
+    """waitress's WSGI task, keeping an HTTP/1.1 connection open after a 204 or a 304.
+
+    waitress 3.0 closes the connection after every answer without Content-Length, 204 and
+    304 included, though these end with their headers (RFC 9110 forbids Content-Length on
+    a 204). So every write opened a new connection, and requests pipelined behind it were
+    dropped unanswered. Only that one decision changes: a client's `Connection: close`,
+    HTTP/1.0 and waitress's error paths close as before.
+    """
+
+    _building_header = False
+
+    def build_response_header(self) -> bytes:
+        self._building_header = True
+        try:
+            return super().build_response_header()
+        finally:
+            self._building_header = False
+
+    def set_close_on_finish(self) -> None:
+        if (
+            self._building_header
+            and not self.has_body
+            and self.version == "1.1"
+            and self.request.headers.get("CONNECTION", "").lower() != "close"
+        ):
+            return  # the answer is complete at the end of its headers: keep the connection
+        super().set_close_on_finish()
+
+
+def keep_alive_after_bodiless_answers() -> None:
+    """Make every waitress server in this process keep connections open after 204 and 304.
+
+    A class setting rather than a server's: `waitress-serve wsgi:app` builds its server
+    itself, and wsgi.py can only act before that.
+    """
+    HTTPChannel.task_class = BodilessKeepAliveTask
+
+
 class GracefulServer:
     """waitress on an app's settings, stopped gracefully from any thread by `stop()`.
 
@@ -49,6 +90,7 @@ class GracefulServer:
     """
 
     def __init__(self, app: Flask, **overrides: Any):
+        keep_alive_after_bodiless_answers()
         self.server = waitress.create_server(app, **{**waitress_options(app.config), **overrides})
         self._stopping = threading.Event()
         self._stopping_at_once = threading.Event()
