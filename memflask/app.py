@@ -17,7 +17,7 @@ from .errors import Refusal
 from .hotpath import HotPath
 from .lifecycle import Lifecycle
 from .metrics import Metrics
-from .pipeline import State, request_line
+from .pipeline import State, log_request
 from .registry import Registry
 from .security import Access
 from .store import MemoryStore, Store
@@ -73,6 +73,7 @@ def create_app(
     logs_requests = app.config["APP_ENV"] != "production"
     if logs_requests:
         app.logger.setLevel(logging.INFO)
+        app.before_request(_start_clock)
         app.after_request(_log_request)
     if app.config["HOT_PATH"]:
         app.wsgi_app = HotPath(app.wsgi_app, state, app.logger, log=logs_requests)  # type: ignore[method-assign]
@@ -98,7 +99,13 @@ def _make_store(config: Mapping[str, Any]) -> Store:
     )
 
 
+def _start_clock() -> None:
+    request.environ["memflask.started"] = time.perf_counter()
+
+
 def _log_request(response: Response) -> Response:
     """One line per request, as the original printed (off when APP_ENV=production)."""
-    current_app.logger.info("%s %s %s", *request_line(request.environ), response.status_code)
+    environ = request.environ
+    seconds = time.perf_counter() - environ.get("memflask.started", time.perf_counter())
+    log_request(current_app.logger, environ, response.status_code, seconds)
     return response

@@ -15,8 +15,10 @@ if TYPE_CHECKING:
     from .store import Item
 
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*(?:,|$)')
-# RFC 6750 section 2.1: `Bearer` then a b64token (base64 secrets end in '=', which must work).
-_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
+# RFC 6750 section 2.1: `Bearer` then a b64token. Read leniently as any visible ASCII, so
+# a secret with '=' inside (`abc=def`) works too: the token is compared in constant time
+# with the configured one, so what the parser admits never widens access.
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([!-~]+)")
 
 
 class Conditions(NamedTuple):

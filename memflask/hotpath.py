@@ -11,13 +11,14 @@ validation, `run()`, metrics, rendering), the same request log line, and the sam
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable, Iterable
 
 from werkzeug.exceptions import InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
 from .errors import from_werkzeug
-from .pipeline import Answer, State, answer_verb, render_refusal, request_line
+from .pipeline import Answer, State, answer_verb, log_request, render_refusal
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 METHODS = frozenset({"GET", "HEAD", "POST"})
@@ -44,6 +45,7 @@ class HotPath:
             or verb not in self.state.context.registry
         ):
             return self.flask_app(environ, start_response)
+        started = time.perf_counter()
         try:
             answer = answer_verb(self.state, environ, verb)
         except Exception:
@@ -51,7 +53,7 @@ class HotPath:
             self.logger.error("Exception on %s [%s]", path, method, exc_info=True)
             answer = render_refusal(from_werkzeug(InternalServerError()))
         if self.log:
-            self.logger.info("%s %s %s", *request_line(environ), answer.status)
+            log_request(self.logger, environ, answer.status, time.perf_counter() - started)
         start_response(STATUS_LINES[answer.status], wsgi_headers(answer))
         return [] if method == "HEAD" else [answer.body]
 

@@ -9,6 +9,7 @@ the body, `run()`, metrics, rendering.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 from urllib.parse import unquote_to_bytes
@@ -19,6 +20,7 @@ from werkzeug.wsgi import get_input_stream
 
 from .commands.base import Command, Context, Result, refused, run
 from .errors import (
+    DuplicateParameter,
     InvalidBody,
     InvalidEncoding,
     InvalidJson,
@@ -43,6 +45,8 @@ JSON = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"
 # Parameters one request may carry beyond MAX_BATCH keys: enough for the largest /mget.
 EXTRA_FIELDS = 64
+MAX_LOGGED_PATH = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class State(NamedTuple):
@@ -177,11 +181,23 @@ def _unquote(field: str) -> str:
 
 def parse_json(body: bytes) -> object:
     try:
-        return json.loads(body)
+        return json.loads(body, object_pairs_hook=_object_without_repeats)
+    except Refusal:
+        raise
     except UnicodeDecodeError:
         raise InvalidEncoding("the JSON body must be valid UTF-8") from None
     except ValueError as error:
         raise InvalidJson(f"the body is not valid JSON: {error}") from None
+
+
+def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a name given twice is refused, as a repeated query parameter is."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(name for name, _ in pairs if name in seen or seen.add(name))
+        raise DuplicateParameter(f"parameter {repeated!r} was given more than once")
+    return document
 
 
 def _merge(values: dict[str, list[str]], more: dict[str, list[str]]) -> None:
@@ -213,13 +229,17 @@ def json_bytes(data: Any) -> bytes:
     return (json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n").encode()
 
 
-def request_line(environ: dict[str, Any]) -> tuple[str, str]:
-    """The method and the path with its query, as the request log shows them."""
-    path = _wsgi_text(environ.get("PATH_INFO", ""))
-    query = _wsgi_text(environ.get("QUERY_STRING", ""))
-    return environ.get("REQUEST_METHOD", ""), f"{path}?{query}".rstrip("?")
+def log_request(logger: Any, environ: dict[str, Any], status: int, seconds: float) -> None:
+    """One line per request: method, path, status and duration.
+
+    Never the query string or the body: they carry keys, values and their sizes (a
+    1 MiB value made a 1 MiB line). Control characters in the path are escaped, so a
+    request cannot forge a second log line.
+    """
+    method = _escaped(environ.get("REQUEST_METHOD", ""))
+    path = _escaped(environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace"))
+    logger.info("%s %s %s %.2fms", method, path[:MAX_LOGGED_PATH], status, seconds * 1000)
 
 
-def _wsgi_text(value: str) -> str:
-    """A WSGI string (bytes as latin-1) as the UTF-8 text it carries."""
-    return value.encode("latin-1").decode("utf-8", "replace")
+def _escaped(text: str) -> str:
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)

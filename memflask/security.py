@@ -46,11 +46,16 @@ class Access(NamedTuple):
             raise Unauthorized("this server needs 'Authorization: Bearer <token>' (MEMFLASK_TOKEN)")
 
     def check_not_cross_site(self, origin: Optional[str], fetch_site: Optional[str]) -> None:
-        """Refuse a write a browser sends for another site (CSRF), unless its Origin is allowed."""
+        """Refuse a write a browser sends for another site (CSRF), unless its Origin is allowed.
+
+        `same-site` counts as another site: a page on another port of the same host
+        (another localhost app) must not write either. An <img> sends no Origin, only
+        Sec-Fetch-Site.
+        """
         if origin is not None:
             allowed = "*" in self.allowed_origins or origin.rstrip("/") in self.allowed_origins
         else:
-            allowed = fetch_site != "cross-site"
+            allowed = fetch_site not in ("cross-site", "same-site")
         if not allowed:
             raise CrossSite(
                 f"a cross-site browser request (Origin {origin!r}) may not change data; "

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from ..errors import NotFound
 from ..headers import Conditions
-from ..params import Key, Keys, Params
+from ..params import INT64_MAX, Key, Keys, Params
 from ..store import Store
 from .base import TEXT, Command, Result, json_content
 
@@ -84,5 +84,6 @@ class TimeToLive(Command):
             raise NotFound("no such key")
         ttl = None
         if item.expires_at is not None:
-            ttl = max(0, math.ceil(item.expires_at - store.clock()))
+            # Clamped: a ttl of 2**63 - 1 seconds, as a float, rounds up past int64.
+            ttl = min(INT64_MAX, max(0, math.ceil(item.expires_at - store.clock())))
         return Result(200, data={"key": args.key, "ttl": ttl})
