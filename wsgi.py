@@ -4,10 +4,11 @@ Also `granian --interface wsgi wsgi:app` and `flask --app wsgi run`.
 """
 
 from memflask import create_app
-from memflask.serve import keep_alive_after_bodiless_answers
+from memflask.serve import adopt_waitress_serve
 
-# waitress-serve imports this module before it builds its server: from here on, its
-# connections stay open after 204 and 304 answers (see memflask.serve).
-keep_alive_after_bodiless_answers()
+# waitress-serve imports this module before it builds its server: from here on it serves
+# memflask as `python -m memflask` does (limits, keep-alive, graceful SIGTERM; see
+# memflask.serve.adopt_waitress_serve). Other servers never call waitress.create_server.
+adopt_waitress_serve()
 
 app = create_app()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import threading
 import time
@@ -15,6 +16,10 @@ from waitress.channel import HTTPChannel
 from waitress.task import WSGITask
 
 KIB = 1024
+# Concurrent connections served; past it waitress stops accepting until one closes.
+CONNECTION_LIMIT = 4096
+# A connection idle this long is closed (waitress's default is 120 s).
+IDLE_SECONDS = 60
 # How long a stop waits for in-flight requests to be answered before closing anyway.
 DRAIN_SECONDS = 10.0
 
@@ -32,7 +37,28 @@ def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
         # must fit in waitress's header limit (its 256 KiB default refuses a 1 MiB value).
         "max_request_header_size": 3 * config["MAX_VALUE_BYTES"] + 64 * KIB,
         "max_request_body_size": config["MAX_CONTENT_LENGTH"],
+        # waitress's default of 100 connections let 100 idle or slow sockets lock every
+        # other client out. A connection costs one file descriptor and a few KiB; select()
+        # cannot watch descriptors past 1024, poll() can.
+        "connection_limit": CONNECTION_LIMIT,
+        "asyncore_use_poll": True,
+        "channel_timeout": IDLE_SECONDS,
     }
+
+
+def allow_connection_limit() -> None:
+    """Raise this process's open-file limit to what CONNECTION_LIMIT needs, if allowed."""
+    needed = CONNECTION_LIMIT + 256  # listening socket, trigger, logs, snapshot files...
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        if raised < needed:
+            log.warning(
+                "open files are limited to %d: fewer than %d connections can be served",
+                raised,
+                CONNECTION_LIMIT,
+            )
 
 
 class BodilessKeepAliveTask(WSGITask):
@@ -91,7 +117,11 @@ class GracefulServer:
 
     def __init__(self, app: Flask, **overrides: Any):
         keep_alive_after_bodiless_answers()
-        self.server = waitress.create_server(app, **{**waitress_options(app.config), **overrides})
+        allow_connection_limit()
+        options = waitress_options(app.config)
+        if "listen" in overrides:  # waitress refuses host and port beside listen
+            del options["host"], options["port"]
+        self.server = _create_waitress_server(app, **{**options, **overrides})
         self._stopping = threading.Event()
         self._stopping_at_once = threading.Event()
         # Reentrant: a signal handler calling stop() may interrupt the loop thread while
@@ -193,21 +223,62 @@ class GracefulServer:
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def serve(app: Flask) -> None:
-    """Serve `app` until SIGTERM or SIGINT, then answer what is in flight and return.
+class Serving:
+    """memflask's whole serving life: signals, the graceful server, the last snapshot.
 
-    A second SIGTERM or SIGINT returns at once, without waiting for requests in flight.
-    The signal handlers serve() replaced are back when it returns.
+    Shaped as waitress's own server (`print_listen`, `run`), so that `waitress-serve
+    wsgi:app` runs it too (see `adopt_waitress_serve`).
     """
-    server = GracefulServer(app)
-    previous_handlers = _stop_on_signals(server)
-    try:
-        server.server.print_listen("memflask serving on http://{}:{}")
-        server.run()
-    finally:
-        _restore_signal_handlers(previous_handlers)
-    # The last snapshot save, after the last request was answered; then close the store.
-    app.extensions["memflask"].lifecycle.shutdown()
+
+    def __init__(self, app: Flask, **overrides: Any):
+        self.app = app
+        self.server = GracefulServer(app, **overrides)
+
+    def print_listen(self, format_string: str) -> None:
+        self.server.server.print_listen(format_string)
+
+    def run(self) -> None:
+        """Serve until SIGTERM or SIGINT, answer what is in flight, save, and return.
+
+        A second SIGTERM or SIGINT returns at once, without waiting for requests in
+        flight. The signal handlers this replaced are back when it returns.
+        """
+        previous_handlers = _stop_on_signals(self.server)
+        try:
+            self.server.run()
+        finally:
+            _restore_signal_handlers(previous_handlers)
+        # The last snapshot save, after the last request was answered; then close the store.
+        self.app.extensions["memflask"].lifecycle.shutdown()
+
+
+def serve(app: Flask) -> None:
+    """Serve `app` with waitress until SIGTERM or SIGINT, then answer what is in flight."""
+    serving = Serving(app)
+    serving.print_listen("memflask serving on http://{}:{}")
+    serving.run()
+
+
+_create_waitress_server = waitress.create_server
+
+
+def adopt_waitress_serve() -> None:
+    """Make `waitress-serve wsgi:app` serve memflask as `python -m memflask` does.
+
+    waitress-serve imports wsgi.py, then calls waitress.serve, which builds its server
+    through `waitress.create_server` looked up at call time. Put in its place, memflask's
+    Serving brings the same limits (header and body sized for MAX_VALUE_BYTES, the
+    connection limit), keep-alive after 204/304, a graceful stop on SIGTERM with the
+    last snapshot saved, and exit status 0. waitress-serve's own options still win.
+    """
+
+    def create_server(app: Any, **options: Any) -> Any:
+        if "memflask" not in getattr(app, "extensions", {}):
+            return _create_waitress_server(app, **options)  # another app: waitress's own
+        return Serving(app, **options)
+
+    keep_alive_after_bodiless_answers()
+    waitress.create_server = create_server
 
 
 def _stop_on_signals(server: GracefulServer) -> dict[int, Any]:
