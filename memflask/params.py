@@ -22,6 +22,7 @@ from .errors import (
     NotAnInteger,
     Refusal,
     TooManyKeys,
+    TooManyParameters,
     ValidationError,
     ValueTooLarge,
 )
@@ -296,11 +297,18 @@ def _excerpt(text: str, limit: int = 40) -> str:
 # -- JSON bodies ------------------------------------------------------------------------------
 
 
-def params_from_json(document: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Turn a JSON object into params: strings as is, integers in base 10, lists as repeats."""
+def params_from_json(document: Mapping[str, Any], max_fields: int) -> dict[str, list[str]]:
+    """Turn a JSON object into params: strings as is, integers in base 10, lists as repeats.
+
+    At most `max_fields` values in all, as for a form or a query string.
+    """
     values: dict[str, list[str]] = {}
+    count = 0
     for name, raw in document.items():
         items = raw if isinstance(raw, list) else [raw]
+        count += len(items)
+        if count > max_fields:
+            raise TooManyParameters(f"more than {max_fields} parameters")
         values[name] = [_json_param(name, item) for item in items]
     return values
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import logging
+import tracemalloc
 
 import pytest
 
 from memflask import create_app
+from memflask.errors import Refusal
+from memflask.pipeline import read_params
+
+FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture
@@ -74,3 +82,70 @@ def test_the_request_log_has_no_query_string_and_no_forged_lines(client, caplog)
     forged = [record.getMessage() for record in caplog.records if "/x" in record.getMessage()]
     assert len(forged) == 1 and "\r" not in forged[0] and "\n" not in forged[0]
     assert "\\r\\n" in forged[0]
+
+
+# -- parsing: bounded memory, one parameter cap for every body kind ------------------------
+
+MIB = 1024 * 1024
+
+
+def parsing_peak(app, query: str = "", body: bytes = b"", content_type: str = "") -> int:
+    """Peak bytes Python allocates while memflask reads one request's parameters."""
+    state = app.extensions["memflask"]
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "QUERY_STRING": query,
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    tracemalloc.start()
+    with contextlib.suppress(Refusal):  # refused or not, what parsing cost is the question
+        read_params(environ, state.context.registry.get("set"), state)
+    try:
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("where", ["query", "form"])
+def test_parsing_a_percent_encoded_value_holds_at_most_three_times_its_size(app, where):
+    encoded = "key=k&value=" + "%41" * MIB  # 3 MiB on the wire, 1 MiB decoded
+    if where == "query":
+        peak = parsing_peak(app, query=encoded)
+    else:
+        peak = parsing_peak(app, body=encoded.encode(), content_type=FORM)
+    assert peak <= 3 * len(encoded), f"{peak / MIB:.1f} MiB to parse {len(encoded) / MIB:.1f}"
+
+
+def test_a_json_body_with_more_parameters_than_a_form_may_carry_is_refused(client, app):
+    cap = app.extensions["memflask"].context.max_fields
+    at_cap = {"key": "k", "value": "v", **{f"p{index}": "1" for index in range(cap - 2)}}
+    assert client.post("/set", json=at_cap).status_code == 204
+    over = {**at_cap, "one-more": "1"}
+    response = client.post("/set", json=over)
+    assert response.status_code == 400 and response.json["error"] == "too_many_parameters"
+    flood = json.dumps({f"p{index}": 1 for index in range(200_000)}).encode()
+    peak = parsing_peak(app, body=flood, content_type="application/json")
+    assert peak <= 3 * len(flood)  # refused before json.loads built 200,000 entries
+
+
+def test_commas_and_colons_inside_values_are_not_counted(client):
+    value = "a:b," * 50_000  # 200,000 separators inside one string
+    assert client.post("/set", json={"key": "k", "value": value}).status_code == 204
+    assert client.get("/get?key=k").data.decode() == value
+
+
+def test_a_full_batch_is_still_accepted(client, app):
+    commands = [
+        {"verb": "set", "key": f"k{index}", "value": "v", "ttl": 60} for index in range(1000)
+    ]
+    response = client.post("/batch", json=commands)
+    assert response.status_code == 200 and len(response.json) == 1000
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a":' * 50_000, b"[" * 9 + b"]" * 9])
+def test_deeply_nested_json_is_invalid_json(client, body):
+    response = client.post("/set", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json["error"] == "invalid_json"

@@ -20,6 +20,9 @@ from ..store import Change, Item, ItemTooLarge, Store, StoreUnavailable
 if TYPE_CHECKING:
     from ..registry import Registry
 
+# Parameters one request may carry beyond MAX_BATCH keys: enough for the largest /mget.
+EXTRA_FIELDS = 64
+
 # Content descriptions for the OpenAPI document (a media type -> schema map; None: no body).
 TEXT = {"text/plain": {"schema": {"type": "string"}}}
 
@@ -53,6 +56,11 @@ class Context(NamedTuple):
     max_value_bytes: int = 1024 * 1024
     max_batch: int = 1000
     started: float = 0.0  # time.monotonic() at start-up
+
+    @property
+    def max_fields(self) -> int:
+        """Parameters one request (or /batch entry) may carry, whatever the body kind."""
+        return self.max_batch + EXTRA_FIELDS
 
 
 class Result(NamedTuple):

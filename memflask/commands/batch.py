@@ -63,7 +63,7 @@ class Batch(Command):
         if verb == self.name:
             raise InvalidBatch(f"command {index}: a batch cannot contain a batch")
         try:
-            values = params_from_json(fields)
+            values = params_from_json(fields, context.max_fields)
         except ValidationError as error:
             raise type(error)(f"command {index}: {error.message}") from None
         return BatchEntry(verb, context.registry.get(verb), Params(values, context))
