@@ -119,6 +119,11 @@ def split_listen_address(text: str) -> tuple[str, str]:
 
 def validate(config: Config) -> None:
     """Coerce whole-number settings and check every range; raise ConfigError naming the setting."""
+    if isinstance(config["PORT"], str) and ":" in config["PORT"]:
+        # MEMFLASK_PORT (or a test's PORT) in the original's `:8000` / `host:8000` forms.
+        host, config["PORT"] = split_listen_address(config["PORT"])
+        if host:
+            config["HOST"] = host
     for name, (smallest, largest) in INTEGER_SETTINGS.items():
         config[name] = _whole_number(name, config[name], smallest, largest)
     if not isinstance(config["HOST"], str) or not config["HOST"]:

@@ -26,6 +26,7 @@ class Lifecycle:
         self.snapshot_path = snapshot_path
         self.snapshot_interval = snapshot_interval
         self.saver: Optional[snapshot.PeriodicSaver] = None
+        self.restored: Optional[int] = None  # items restored from the snapshot, when on
         self._lock = threading.Lock()
         self._started = self._stopped = False
 
@@ -36,7 +37,7 @@ class Lifecycle:
                 return
             self._started = True
             if self.snapshot_path is not None and isinstance(self.store, MemoryStore):
-                snapshot.load(self.store, self.snapshot_path)
+                self.restored = snapshot.load(self.store, self.snapshot_path)
                 self.saver = snapshot.PeriodicSaver(
                     self.store, self.snapshot_path, self.snapshot_interval
                 )

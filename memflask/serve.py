@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import resource
 import signal
+import sys
 import threading
 import time
 from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 import waitress
 from flask import Flask
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.task import WSGITask
+
+from . import __version__
 
 KIB = 1024
 # Concurrent connections served; past it waitress stops accepting until one closes.
@@ -235,7 +239,8 @@ class Serving:
         self.server = GracefulServer(app, **overrides)
 
     def print_listen(self, format_string: str) -> None:
-        self.server.server.print_listen(format_string)
+        """Say where and what is served, once, on stderr (flushed: a pipe buffers stdout)."""
+        print(startup_line(self.app, self.server.server), file=sys.stderr, flush=True)
 
     def run(self) -> None:
         """Serve until SIGTERM or SIGINT, answer what is in flight, save, and return.
@@ -255,8 +260,45 @@ class Serving:
 def serve(app: Flask) -> None:
     """Serve `app` with waitress until SIGTERM or SIGINT, then answer what is in flight."""
     serving = Serving(app)
-    serving.print_listen("memflask serving on http://{}:{}")
+    serving.print_listen(
+        "memflask serving on http://{}:{}"
+    )  # waitress's call, as in waitress.serve
     serving.run()
+
+
+def startup_line(app: Flask, server: Any) -> str:
+    """`memflask 0.1.0 serving http://127.0.0.1:8000 (memory store, ...)`: one line."""
+    config = app.config
+    urls = ", ".join(f"http://{host}:{port}" for host, port in _listening(server))
+    store = config["STORE_URL"]
+    if store.startswith("memory://"):
+        caps = [
+            f"SIZE {config['SIZE'] or 'unlimited'}",
+            f"MAX_BYTES {config['MAX_BYTES'] or 'unlimited'}",
+        ]
+        what = f"memory store, {', '.join(caps)}"
+        restored = app.extensions["memflask"].lifecycle.restored
+        if restored is not None:
+            what += f", {restored} items restored from the snapshot"
+    else:
+        what = f"store {_without_password(store)}"
+    return f"memflask {__version__} serving {urls} ({what}, {config['THREADS']} threads)"
+
+
+def _listening(server: Any) -> list[tuple[str, int]]:
+    effective = getattr(server, "effective_listen", None)  # a MultiSocketServer
+    if effective is not None:
+        return [(f"[{host}]" if ":" in host else host, port) for host, port in effective]
+    host = server.effective_host
+    return [(f"[{host}]" if ":" in host else host, server.effective_port)]
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 _create_waitress_server = waitress.create_server

@@ -124,3 +124,11 @@ def test_request_logging_follows_app_env(clock, caplog):
     assert not any("quiet" in message for message in messages)
     assert not any("noisy" in message for message in messages)  # no query string
     assert any(message.startswith("GET /healthz 200 ") for message in messages)
+
+
+def test_memflask_port_takes_the_original_forms(monkeypatch, clock):
+    monkeypatch.setenv("MEMFLASK_PORT", "0.0.0.0:8123")
+    app = create_app({"APP_ENV": "production", "CLOCK": clock})
+    assert (app.config["HOST"], app.config["PORT"]) == ("0.0.0.0", 8123)
+    monkeypatch.setenv("MEMFLASK_PORT", ":8124")
+    assert create_app({"CLOCK": clock}).config["PORT"] == 8124

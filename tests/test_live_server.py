@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from memflask import create_app
+from memflask import __version__, create_app
 
 from .conftest import ROOT, LiveServer, free_port
 
@@ -166,6 +166,8 @@ def test_served_process_answers_and_logs_each_request_once(entry):
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert stderr.count("GET /set 204 ") == 1, stderr
+    startup = f"memflask {__version__} serving http://127.0.0.1:{port} (memory store, "
+    assert stderr.count(startup) == 1, stderr
     assert "probe" not in stderr  # the request log never shows keys or values
 
 
