@@ -95,6 +95,35 @@ class BodilessKeepAliveTask(WSGITask):
         super().set_close_on_finish()
 
 
+class EveryFewSeconds(logging.Filter):
+    """Lets one record through per `seconds`, saying how many were held back meanwhile.
+
+    waitress warns "Task queue depth is N" for every request queued behind busy threads:
+    hundreds of lines a second under a burst, which bury everything else.
+    """
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+        self._next = 0.0
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if now < self._next:
+                self._held += 1
+                return False
+            if self._held:
+                record.msg = f"{record.msg} ({self._held} more such warnings in {self.seconds:g} s)"
+            self._next, self._held = now + self.seconds, 0
+            return True
+
+
+QUEUE_WARNINGS = EveryFewSeconds(10)
+
+
 def keep_alive_after_bodiless_answers() -> None:
     """Make every waitress server in this process keep connections open after 204 and 304.
 
@@ -122,6 +151,9 @@ class GracefulServer:
     def __init__(self, app: Flask, **overrides: Any):
         keep_alive_after_bodiless_answers()
         allow_connection_limit()
+        queue_logger = logging.getLogger("waitress.queue")
+        if QUEUE_WARNINGS not in queue_logger.filters:
+            queue_logger.addFilter(QUEUE_WARNINGS)
         options = waitress_options(app.config)
         if "listen" in overrides:  # waitress refuses host and port beside listen
             del options["host"], options["port"]

@@ -166,3 +166,23 @@ def test_stop_from_other_threads_while_the_loop_exits(app):
         running.wait()
         assert errors == []
         assert_every_socket_closed(server)
+
+
+def test_queue_depth_warnings_are_let_through_once_per_interval():
+    import logging
+
+    from memflask.serve import EveryFewSeconds
+
+    limiter = EveryFewSeconds(60)
+
+    def record() -> logging.LogRecord:
+        return logging.LogRecord(
+            "waitress.queue", logging.WARNING, "", 0, "Task queue depth is %d", (3,), None
+        )
+
+    assert limiter.filter(record())
+    assert not any(limiter.filter(record()) for _ in range(500))
+    limiter._next = 0  # the interval has passed
+    later = record()
+    assert limiter.filter(later)
+    assert "500 more such warnings" in later.getMessage()
