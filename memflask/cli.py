@@ -6,6 +6,7 @@ setting; 3 the server refused the request (4xx); 4 no usable answer (down, 5xx).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from typing import Any, Callable, Optional
@@ -43,15 +44,47 @@ def _setting_options(command: Callable) -> Callable:
 
 
 @main.command()
+@click.option(
+    "--server",
+    type=click.Choice(["waitress", "granian"]),
+    default="waitress",
+    show_default=True,
+    help="The HTTP server; granian needs the extra: pip install 'memflask[granian]'.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="granian worker processes; more than 1 needs a Redis store (STORE_URL).",
+)
 @_setting_options
-def serve(**settings: Any) -> None:
-    """Serve with waitress until SIGTERM or SIGINT (then finish requests in flight)."""
+def serve(server: str, workers: int, **settings: Any) -> None:
+    """Serve until SIGTERM or SIGINT (then finish requests in flight)."""
     overrides = {name.upper(): value for name, value in settings.items() if value is not None}
+    if server == "granian":
+        _serve_with_granian(overrides, workers)
+        return
+    if workers != 1:
+        raise click.UsageError("--workers is for --server granian (waitress runs one process)")
     try:
         app = create_app(settings=overrides)
     except ConfigError as error:
         raise click.UsageError(f"bad setting: {error}") from None
     serve_app(app)
+
+
+def _serve_with_granian(overrides: dict[str, Any], workers: int) -> None:
+    if importlib.util.find_spec("granian") is None:
+        raise click.UsageError("--server granian needs granian: pip install 'memflask[granian]'")
+    from . import granian_server
+
+    try:
+        granian_server.serve(overrides, workers)
+    except granian_server.WorkersRefused as error:
+        raise click.UsageError(f"--workers {workers}: {error}") from None
+    except ConfigError as error:
+        raise click.UsageError(f"bad setting: {error}") from None
 
 
 def _client_options(command: Callable) -> Callable:

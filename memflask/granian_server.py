@@ -1,0 +1,216 @@
+"""Serving memflask with granian: its settings, and the memory store's place in its workers.
+
+granian answers requests in worker processes that it forks, each importing the app on
+its own, and stops them on SIGTERM or SIGINT once they answered what is in flight. So
+the store lives in the worker, and its last snapshot save has to happen there too, when
+the worker exits: `prepare_worker` arranges it. It also refuses the memory store in one
+of several workers (each would hold a cache of its own, and a client would see a key
+come and go with the worker that answers), and mends granian's WSGI environ where
+memflask relies on what waitress gives (`GranianEnviron`).
+
+granian is an optional extra (`pip install memflask[granian]`): nothing here imports it
+until a server is built, so memflask imports without it.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import io
+import multiprocessing
+import multiprocessing.util
+import sys
+from types import SimpleNamespace
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+from flask import Config, Flask
+
+from . import config
+from .app import create_app
+from .serve import DRAIN_SECONDS, startup_line, waitress_options
+
+# The name granian gives its worker processes (multiprocessing.Process(name=...)).
+WORKER_PROCESS_NAME = "granian-worker"
+
+
+class WorkersRefused(config.ConfigError):
+    """Several granian workers, each with a memory store of its own."""
+
+
+def serve(settings: Optional[Mapping[str, Any]] = None, workers: int = 1) -> None:
+    """Serve memflask with granian until SIGTERM or SIGINT, then return (in the main process).
+
+    `settings` are the CLI's overrides, as for create_app. Bad settings, and several
+    workers on the memory store, raise ConfigError here, before granian starts.
+    """
+    overrides = dict(settings or {})
+    server = create_server(read_settings(overrides), workers)
+    # The app is built in each worker, where requests are answered; built here, its store
+    # (and its snapshot saver) would stay behind in this process.
+    server.serve(target_loader=functools.partial(load_app, overrides), wrap_loader=False)
+
+
+def create_server(settings: Mapping[str, Any], workers: int = 1) -> Any:
+    """A granian.Granian for memflask's `settings` (not started); refuses workers as below."""
+    refuse_workers_without_a_shared_store(workers, settings["STORE_URL"])
+    from granian import Granian  # the optional extra, imported only to serve
+
+    # The target names the app in granian's logs; load_app is what each worker runs.
+    return Granian("memflask:create_app", **granian_options(settings, workers))
+
+
+def granian_options(settings: Mapping[str, Any], workers: int = 1) -> dict[str, Any]:
+    """granian's settings for memflask's: the same address, threads and limits as waitress."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+
+    limits = waitress_options(settings)
+    return {
+        "address": settings["HOST"],
+        "port": settings["PORT"],
+        "interface": Interfaces.WSGI,
+        "workers": workers,
+        # The Python threads that run the app, per worker: waitress's `threads`.
+        "blocking_threads": settings["THREADS"],
+        # HTTP/1 only, as waitress: HTTP/2 would bring a header limit of its own.
+        "http": HTTPModes.http1,
+        # hyper's read buffer bounds the request head: the same limit as waitress's
+        # (hyper refuses a URL over 64 KiB whatever it is, so a larger value goes in a
+        # body). The body limit is the app's own: granian streams the body to the app,
+        # which refuses it past MAX_CONTENT_LENGTH.
+        "http1_settings": HTTP1Settings(max_buffer_size=limits["max_request_header_size"]),
+        "websockets": False,  # WSGI has none; saying so spares a line in the log
+        # A stop waits for requests in flight as waitress's does, DRAIN_SECONDS at most;
+        # then granian kills the worker, and its last snapshot save is lost. granian's
+        # default is to wait forever, also for a worker that missed the signal.
+        "workers_kill_timeout": int(DRAIN_SECONDS),
+    }
+
+
+def refuse_workers_without_a_shared_store(workers: int, store_url: str) -> None:
+    """Raise WorkersRefused for more than one worker unless the store is shared (Redis)."""
+    if workers > 1 and store_url.startswith("memory://"):
+        raise WorkersRefused(
+            f"{workers} granian workers would each hold a memory store of their own "
+            "(they share nothing): serve with 1 worker, or share a Redis store "
+            "(STORE_URL=redis://host:6379/0)"
+        )
+
+
+def read_settings(overrides: Mapping[str, Any]) -> Config:
+    """memflask's settings as create_app reads them, validated, without building the app.
+
+    The same layers in the same order (defaults, instance/config.py, environment,
+    `overrides`), on a Flask object of the same name, so the same instance folder.
+    """
+    shell = Flask("memflask", instance_relative_config=True)
+    config.load(shell.config, None, overrides)
+    return shell.config
+
+
+def load_app(overrides: Mapping[str, Any]) -> Flask:
+    """Build the app in a granian worker (module-level, so a spawned worker can unpickle it).
+
+    Says what it serves on stderr, as memflask serve does with waitress: one line per
+    worker, since each restores its own store.
+    """
+    app = prepare_worker(create_app(settings=overrides))
+    # startup_line reads the address from a waitress server; granian listens where the
+    # settings say (THREADS is granian's blocking threads here, so that part holds too).
+    listening = SimpleNamespace(
+        effective_host=app.config["HOST"], effective_port=app.config["PORT"]
+    )
+    print(startup_line(app, listening), file=sys.stderr, flush=True)
+    return app
+
+
+def prepare_worker(app: Flask) -> Flask:
+    """Fit `app` to the granian worker process it was built in; elsewhere leave it be.
+
+    In a worker: refuse the memory store when the granian that started the worker runs
+    several (exit 1 with the reason), and stop the app's lifecycle (the last snapshot
+    save, then the store closed) when the worker exits. Elsewhere, waitress and `flask
+    run` serve in this process and stop the app themselves. Returns `app`, so an entry
+    point reads `app = prepare_worker(create_app())`.
+    """
+    if multiprocessing.current_process().name != WORKER_PROCESS_NAME:
+        return app
+    parent = parent_granian()
+    try:
+        workers = 1 if parent is None else parent.workers
+        refuse_workers_without_a_shared_store(workers, app.config["STORE_URL"])
+    except WorkersRefused as refusal:
+        # A worker's SystemExit with a message prints it and exits 1, without a traceback;
+        # granian then stops, saying the worker exited.
+        raise SystemExit(f"memflask: {refusal}") from None
+    if getattr(parent, "interrupt_signal", False):
+        # SIGTERM or SIGINT came while the app was being built (a large snapshot takes a
+        # while to restore). granian installs the worker's handler only after the app is
+        # built; until then the handler inherited from the parent runs, marking this
+        # copy of the parent's Granian and nothing else, and the worker would serve on,
+        # deaf to the stop. It has answered nothing yet: leaving now loses nothing.
+        raise SystemExit(0)
+    # A worker process ends in os._exit (multiprocessing's fork), where atexit handlers do
+    # not run; multiprocessing's own finalizers do, after a clean stop (granian's workers
+    # return once every request in flight is answered) and after an exception alike.
+    lifecycle = app.extensions["memflask"].lifecycle
+    multiprocessing.util.Finalize(None, lifecycle.shutdown, exitpriority=0)
+    app.wsgi_app = GranianEnviron(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
+    return app
+
+
+def parent_granian() -> Any:
+    """This worker's copy of the Granian object that started it; None if there is none.
+
+    granian tells a worker neither how many workers there are nor that there are several
+    (its environ says wsgi.multiprocess False, and `--workers` may come from argv,
+    GRANIAN_WORKERS or a Python caller). A forked worker holds a copy of the parent's
+    memory, though, with the Granian object that forked it; a spawned one (the start
+    method on macOS and Windows) does not.
+    """
+    granian = sys.modules.get("granian")
+    if granian is None:
+        return None
+    # type(), not isinstance: a proxy (Flask's current_app) would be asked its __class__.
+    found = [held for held in gc.get_objects() if issubclass(type(held), granian.Granian)]
+    return found[0] if len(found) == 1 else None
+
+
+class GranianEnviron:
+    """WSGI middleware: granian's environ, mended where memflask relies on what waitress gives.
+
+    - A chunked body comes whole, with its CONTENT_LENGTH and without its
+      Transfer-Encoding, as waitress hands it over. granian streams it unlimited, yet
+      marks the input `wsgi.input_terminated`, so Werkzeug trusts that the server
+      limited it and would read any size into memory. Read here up to one byte past
+      MAX_CONTENT_LENGTH, it is refused by memflask's own check on the length (the JSON
+      413), and the rest is never read.
+    - A request without a Host header has no HTTP_HOST, as memflask's Host check expects
+      (it skips such requests: no browser sends one); granian sets it to "" instead.
+    """
+
+    def __init__(self, wsgi_app: Callable, max_body_bytes: int):
+        self.wsgi_app = wsgi_app
+        self.max_body_bytes = max_body_bytes
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" in environ:
+            body = read_at_most(environ["wsgi.input"], self.max_body_bytes + 1)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            del environ["HTTP_TRANSFER_ENCODING"]  # Werkzeug ignores the length beside it
+        if environ.get("HTTP_HOST") == "":
+            del environ["HTTP_HOST"]
+        return self.wsgi_app(environ, start_response)
+
+
+def read_at_most(stream: Any, limit: int) -> bytes:
+    """Read `stream` to its end or to `limit` bytes, whichever comes first."""
+    chunks, size = [], 0
+    while size < limit:
+        chunk = stream.read(min(limit - size, 64 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
