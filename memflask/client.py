@@ -11,7 +11,7 @@ Connections are kept alive and pooled (urllib3). Refusals raise a typed Memflask
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping, Optional, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 from urllib.parse import urlencode
 
 import urllib3
@@ -183,6 +183,32 @@ class Client:
     def flush_all(self) -> bool:
         self._call("flush", {})
         return True
+
+    # -- namespaces ----------------------------------------------------------------------
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key that starts with `prefix` (not empty); answer how many."""
+        if not prefix:
+            raise ValueError("delete_prefix needs a prefix; flush_all() removes every key")
+        return json.loads(self._call("flush", {"prefix": prefix})[1])["deleted"]
+
+    def scan(self, prefix: str = "", cursor: str = "0", limit: int = 100) -> tuple[list[str], str]:
+        """One page of keys starting with `prefix` and the next cursor ("0": done)."""
+        fields = {"prefix": prefix, "cursor": cursor, "limit": limit}
+        page = json.loads(self._call("keys", fields)[1])
+        return page["keys"], page["cursor"]
+
+    def iter_keys(self, prefix: str = "", limit: int = 100) -> Iterator[str]:
+        """Every key starting with `prefix`, following the cursor (as redis-py's scan_iter).
+
+        A key present for the whole iteration comes at least once; one may come twice.
+        """
+        cursor = "0"
+        while True:
+            keys, cursor = self.scan(prefix, cursor, limit)
+            yield from keys
+            if cursor == "0":
+                return
 
     def close(self) -> None:
         self._pool.close()

@@ -89,6 +89,16 @@ class CompareMismatch(ValidationError):
     code = "compare_mismatch"
 
 
+class InvalidCursor(ValidationError):
+    """A /keys cursor the store did not give, or one whose scan it has let go."""
+
+    code = "invalid_cursor"
+
+
+class InvalidLimit(ValidationError):
+    code = "invalid_limit"
+
+
 class InvalidJson(ValidationError):
     code = "invalid_json"
 

@@ -16,6 +16,7 @@ from .errors import (
     InvalidEncoding,
     InvalidExpire,
     InvalidKey,
+    InvalidLimit,
     InvalidParameter,
     KeyTooLong,
     MissingParameter,
@@ -185,6 +186,28 @@ class Amount(Parameter):
 
     def convert(self, text: str, context: Context) -> int:
         return parse_int64(text, "the amount 'value'")
+
+
+class Limit(Parameter):
+    """How many keys a page may hold: 1 to MAX_BATCH."""
+
+    schema = {"type": "string", "pattern": "^[0-9]+$"}
+    refusals = (InvalidLimit,)
+
+    def __init__(self, default: int = 100) -> None:
+        super().__init__(
+            "limit", f"Keys per page, 1 to MAX_BATCH (default {default}).", required=False
+        )
+        self.default = default
+
+    def parse(self, params: Params) -> int:
+        text = params.optional(self.name)
+        if text is None or text == "":
+            return min(self.default, params.context.max_batch)
+        limit = parse_int64(text, "limit", InvalidLimit)
+        if not 1 <= limit <= params.context.max_batch:
+            raise InvalidLimit(f"limit must be from 1 to {params.context.max_batch}, got {limit}")
+        return limit
 
 
 class Expiry(NamedTuple):

@@ -62,8 +62,16 @@ class ItemTooLarge(ValueError):
     """An item alone is bigger than the store's whole byte capacity."""
 
 
+class UnknownCursor(LookupError):
+    """A scan cursor the store did not give, or one whose scan it has since let go."""
+
+
 class StoreUnavailable(RuntimeError):
     """The backend (a Redis server) is down or too slow to answer."""
+
+
+class WriteOutcomeUnknown(StoreUnavailable):
+    """A write was sent but its answer never came: it may or may not have been applied."""
 
 
 def utf8_len(text: str) -> int:
@@ -142,6 +150,24 @@ class Store(ABC):
     def stats(self) -> StoreStats:
         """Return the store's counters."""
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key that starts with `prefix`; return how many were removed.
+
+        Keys written while it runs may stay. It never holds the whole store for the
+        whole scan: other requests go on meanwhile.
+        """
+        raise NotImplementedError
+
+    def scan(self, prefix: str, cursor: str, limit: int) -> tuple[list[str], str]:
+        """One page of at most `limit` live keys starting with `prefix`, and the next cursor.
+
+        Start with cursor "0"; a returned cursor of "0" means the scan is done. As with
+        Redis SCAN: a key present for the whole scan is returned at least once, a key may
+        be returned more than once, and a page may hold fewer than `limit` keys (even none)
+        before the end. Raises UnknownCursor for a cursor this store did not give.
+        """
+        raise NotImplementedError
+
     def close(self) -> None:  # noqa: B027 -- optional: most backends hold nothing to close
         """Release connections (a backend that holds none has nothing to do)."""
 
@@ -174,6 +200,9 @@ class MemoryStore(Store):
         self._injected_clock = clock
         self._lock = threading.Lock()
         self._items: OrderedDict[str, Item] = OrderedDict()
+        # /keys: each scan lists the matching keys once, at its start (see scan()).
+        self._scans = ScanSnapshots(MAX_SCANS)
+        self._scan_ids = itertools.count(1)
         self._expiries: list[tuple[float, int, str]] = []
         self._versions = itertools.count(1)
         self._bytes = 0
@@ -297,6 +326,48 @@ class MemoryStore(Store):
                 expired=self._expired,
             )
 
+    # -- namespaces: work in small steps, never the whole store under the lock ------------
+
+    def delete_prefix(self, prefix: str) -> int:
+        deleted = 0
+
+        def delete_if_present(current: Optional[Item], now: float) -> Change:
+            nonlocal deleted
+            if current is None:
+                return None
+            deleted += 1
+            return DELETE
+
+        # One key per lock hold: a /get waits for one deletion at most, not for 10^6.
+        for key in self._keys_starting_with(prefix):
+            self.update(key, delete_if_present)
+        return deleted
+
+    def scan(self, prefix: str, cursor: str, limit: int) -> tuple[list[str], str]:
+        if cursor == "0":
+            scan_id = next(self._scan_ids)
+            self._scans.add(scan_id, self._keys_starting_with(prefix))
+            offset = 0
+        else:
+            scan_id, offset = _parse_cursor(cursor)
+        keys = self._scans.get(scan_id)
+        if keys is None:
+            raise UnknownCursor(f"unknown or expired cursor {cursor[:40]!r}; start again at 0")
+        page = keys[offset : offset + limit]
+        with self._lock:
+            now = self._now()
+            live = [key for key in page if self._live(key, now) is not None]
+        if offset + limit >= len(keys):
+            self._scans.drop(scan_id)
+            return live, "0"
+        return live, f"{scan_id}-{offset + limit}"
+
+    def _keys_starting_with(self, prefix: str) -> list[str]:
+        """The keys held now that start with `prefix` (a copy: filtered without the lock)."""
+        with self._lock:
+            keys = list(self._items)  # a C-level copy: milliseconds for 10^6 keys
+        return [key for key in keys if key.startswith(prefix)] if prefix else keys
+
     # -- internals, called with the lock held --------------------------------------------
 
     def _now(self) -> float:
@@ -380,3 +451,38 @@ class MemoryStore(Store):
             if item.expires_at is not None
         ]
         heapq.heapify(self._expiries)
+
+
+# Scans a memory store keeps going at once; a new one lets the oldest go (its next page
+# answers UnknownCursor). Each holds a list of its matching keys: 8 bytes a key.
+MAX_SCANS = 8
+
+
+class ScanSnapshots:
+    """The key lists of the scans in progress, oldest let go first; thread-safe."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._scans: OrderedDict[int, list[str]] = OrderedDict()
+
+    def add(self, scan_id: int, keys: list[str]) -> None:
+        with self._lock:
+            self._scans[scan_id] = keys
+            while len(self._scans) > self.limit:
+                self._scans.popitem(last=False)
+
+    def get(self, scan_id: int) -> Optional[list[str]]:
+        with self._lock:
+            return self._scans.get(scan_id)
+
+    def drop(self, scan_id: int) -> None:
+        with self._lock:
+            self._scans.pop(scan_id, None)
+
+
+def _parse_cursor(cursor: str) -> tuple[int, int]:
+    scan_id, _, offset = cursor.partition("-")
+    if not (scan_id.isdigit() and offset.isdigit() and scan_id.isascii() and offset.isascii()):
+        raise UnknownCursor(f"unknown cursor {cursor[:40]!r}; start again at 0")
+    return int(scan_id), int(offset)

@@ -137,3 +137,14 @@ def test_one_client_shared_by_threads_keeps_connections_alive(cache, live_server
         thread.join(60)
     assert cache.get("shared") == "200"
     assert cache.stats()["commands"]["increment"] == 200
+
+
+def test_delete_prefix_and_iter_keys(cache):
+    cache.set_many({"app1:a": "1", "app1:b": "2", "app2:a": "3"})
+    assert sorted(cache.iter_keys("app1:", limit=1)) == ["app1:a", "app1:b"]
+    keys, cursor = cache.scan("app", limit=1000)
+    assert sorted(keys) == ["app1:a", "app1:b", "app2:a"] and cursor == "0"
+    assert cache.delete_prefix("app1:") == 2
+    assert sorted(cache.iter_keys()) == ["app2:a"]
+    with pytest.raises(ValueError):
+        cache.delete_prefix("")

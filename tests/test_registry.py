@@ -26,7 +26,7 @@ ORIGINAL_VERBS = [
     "set",
     "stats",
 ]
-ADDED_VERBS = ["add", "batch", "gat", "mget", "replace", "touch", "ttl"]
+ADDED_VERBS = ["add", "batch", "gat", "keys", "mget", "replace", "touch", "ttl"]
 
 
 def test_default_registry_holds_every_verb():

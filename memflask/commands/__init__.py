@@ -10,7 +10,7 @@ from ..registry import Registry
 from .base import Command
 from .batch import Batch
 from .counters import Decrement, Increment
-from .keys import DeleteKey, Flush, GetAndTouch, Touch
+from .keys import DeleteKey, Flush, GetAndTouch, ListKeys, Touch
 from .reads import Get, MultiGet, TimeToLive
 from .server import Stats
 from .storage import Add, Append, CheckAndSet, Prepend, Replace, Set
@@ -35,6 +35,8 @@ DEFAULT_COMMANDS: tuple[type[Command], ...] = (
     TimeToLive,
     MultiGet,
     Batch,
+    # Namespaces.
+    ListKeys,
 )
 
 # The default verbs, as a registry; each app works on its own copy.

@@ -1,14 +1,14 @@
-"""Verbs on a key's existence and expiry: delete, touch, gat, flush."""
+"""Verbs on a key's existence and expiry: delete, touch, gat; on many keys: flush, keys."""
 
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
-from ..errors import NotFound
+from ..errors import InvalidCursor, NotFound
 from ..headers import Conditions
-from ..params import Expiry, ExpiryParameter, Key, Params
-from ..store import DELETE, Delete, Item, Store
-from .base import TEXT, Command, Result, WriteCommand
+from ..params import Expiry, ExpiryParameter, Key, Limit, Parameter, Params
+from ..store import DELETE, Delete, Item, Store, UnknownCursor
+from .base import TEXT, Command, Result, WriteCommand, json_content
 
 
 class DeleteArgs(NamedTuple):
@@ -58,16 +58,84 @@ class GetAndTouch(Touch):
     reads = True
 
 
+PREFIX_DESCRIPTION = "Only keys that start with this (empty: every key)."
+
+
+class FlushArgs(NamedTuple):
+    prefix: str
+
+
 class Flush(Command):
-    """Remove every key."""
+    """Remove every key (204), or with `prefix` only the keys that start with it (200, a count)."""
 
     name = "flush"
     writes = True
-    answers = {204: None}
+    parameters = (Parameter("prefix", PREFIX_DESCRIPTION, required=False),)
+    answers = {
+        204: None,
+        200: json_content(
+            {
+                "type": "object",
+                "required": ["deleted"],
+                "properties": {"deleted": {"type": "integer", "minimum": 0}},
+            }
+        ),
+    }
 
-    def validate(self, params: Params) -> None:
-        return None
+    def validate(self, params: Params) -> FlushArgs:
+        return FlushArgs(params.optional("prefix") or "")
 
-    def apply(self, store: Store, args: None) -> Result:
-        store.flush()
-        return Result(204)
+    def apply(self, store: Store, args: FlushArgs) -> Result:
+        if not args.prefix:
+            store.flush()
+            return Result(204)
+        return Result(200, data={"deleted": store.delete_prefix(args.prefix)})
+
+
+class ListArgs(NamedTuple):
+    prefix: str
+    cursor: str
+    limit: int
+
+
+class ListKeys(Command):
+    """List keys that start with `prefix`, a page at a time, as Redis SCAN does.
+
+    Start with cursor 0 (or none) and pass each answer's cursor to the next request
+    until it is "0". A key present for the whole scan is listed at least once; a key
+    may be listed twice, and a page may hold fewer than `limit` keys before the end.
+    """
+
+    name = "keys"
+    parameters = (
+        Parameter("prefix", PREFIX_DESCRIPTION, required=False),
+        Parameter("cursor", 'Where the scan goes on: "0" (or none) to start.', required=False),
+        Limit(),
+    )
+    refusals = (InvalidCursor,)
+    answers = {
+        200: json_content(
+            {
+                "type": "object",
+                "required": ["keys", "cursor"],
+                "properties": {
+                    "keys": {"type": "array", "items": {"type": "string"}},
+                    "cursor": {"type": "string"},
+                },
+            }
+        )
+    }
+
+    def validate(self, params: Params) -> ListArgs:
+        return ListArgs(
+            params.optional("prefix") or "",
+            params.optional("cursor") or "0",
+            self.parameters[2].parse(params),
+        )
+
+    def apply(self, store: Store, args: ListArgs) -> Result:
+        try:
+            keys, cursor = store.scan(args.prefix, args.cursor, args.limit)
+        except UnknownCursor as error:
+            raise InvalidCursor(str(error)) from None
+        return Result(200, data={"keys": keys, "cursor": cursor})
