@@ -4,6 +4,7 @@ Also `granian --interface wsgi wsgi:app` and `flask --app wsgi run`.
 """
 
 from memflask import create_app
+from memflask.granian_server import prepare_worker
 from memflask.serve import adopt_waitress_serve
 
 # waitress-serve imports this module before it builds its server: from here on it serves
@@ -11,4 +12,6 @@ from memflask.serve import adopt_waitress_serve
 # memflask.serve.adopt_waitress_serve). Other servers never call waitress.create_server.
 adopt_waitress_serve()
 
-app = create_app()
+# In a granian worker: the last snapshot saved at the worker's exit, several workers on
+# the memory store refused (see memflask.granian_server.prepare_worker). Elsewhere: nothing.
+app = prepare_worker(create_app())

@@ -70,7 +70,6 @@ MAX_VALUE_BYTES = 1000
 BODY_LIMIT = 6 * MAX_VALUE_BYTES + 64 * 1024
 HEAD_LIMIT = 3 * MAX_VALUE_BYTES + 64 * 1024
 REFUSAL = "granian workers would each hold a memory store of their own"
-WSGI_PY_PREPARES_WORKERS = "prepare_worker" in (ROOT / "wsgi.py").read_text()
 
 
 class Served:
@@ -394,7 +393,6 @@ def test_two_workers_share_a_redis_store(start, redis_url):
     assert served.process.wait(timeout=30) == 0, served.finish()
 
 
-@pytest.mark.skipif(not WSGI_PY_PREPARES_WORKERS, reason="wsgi.py does not call prepare_worker")
 def test_wsgi_py_under_granian_saves_at_sigterm(start):
     served = start(granian_command("wsgi:app"))
     wait_until_serving(served.port, served.process)
