@@ -172,10 +172,27 @@ def stats(url: str, token: Optional[str], timeout: float) -> None:
 
 
 @main.command()
+@click.option("--prefix", default="", help="Only keys that start with this; prints how many.")
 @_client_options
-def flush(url: str, token: Optional[str], timeout: float) -> None:
-    """Remove every key."""
-    _talk(url, token, timeout, lambda client: client.flush_all())
+def flush(prefix: str, url: str, token: Optional[str], timeout: float) -> None:
+    """Remove every key, or with --prefix only the keys that start with it."""
+    if prefix:
+        click.echo(_talk(url, token, timeout, lambda client: client.delete_prefix(prefix)))
+    else:
+        _talk(url, token, timeout, lambda client: client.flush_all())
+
+
+@main.command()
+@click.option("--prefix", default="", help="Only keys that start with this.")
+@_client_options
+def keys(prefix: str, url: str, token: Optional[str], timeout: float) -> None:
+    """Print the keys (that start with --prefix), one a line, following the cursor."""
+
+    def print_keys(client: Client) -> None:
+        for key in client.iter_keys(prefix, limit=1000):
+            click.echo(key)
+
+    _talk(url, token, timeout, print_keys)
 
 
 if __name__ == "__main__":

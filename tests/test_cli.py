@@ -48,6 +48,16 @@ def test_stats_and_flush(run):
     assert json.loads(run("stats").output)["keyCount"] == 0
 
 
+def test_keys_and_flush_by_prefix(run):
+    for key in ("app1:a", "app1:b", "app2:a"):
+        run("set", key, "1")
+    result = run("keys", "--prefix", "app1:")
+    assert (result.exit_code, sorted(result.output.split())) == (0, ["app1:a", "app1:b"])
+    result = run("flush", "--prefix", "app1:")
+    assert (result.exit_code, result.output) == (0, "2\n")
+    assert run("keys").output == "app2:a\n"
+
+
 def test_refusal_exits_3_with_the_reason(run):
     run("set", "word", "abc")
     result = run("incr", "word")
