@@ -72,6 +72,11 @@ def bare_wsgi_app():
             body = json.dumps({"keyCount": len(data)}).encode()
         else:
             status = "404 Not Found"
+        if status.startswith("204"):
+            # As memflask and the original answer it: a 204 ends with its headers (RFC 9110
+            # forbids Content-Length on it).
+            start_response(status, [])
+            return []
         start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
         return [body]
 
