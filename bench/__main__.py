@@ -1,4 +1,4 @@
-"""`python -m bench [--smoke]`: every figure beside its references, as one table.
+"""`python -m bench [--smoke] [--reference NAME=URL]`: every figure beside its references.
 
 These machines are shared and noisy: every figure is the median of several rounds, and
 each is compared with its references measured in the same run, in interleaved order.
@@ -11,27 +11,47 @@ import os
 import platform
 import time
 
-from .http_bench import CONNECTIONS, measure_http
+from .http_bench import (
+    CONNECTIONS,
+    LOCAL_APPS,
+    WRK_THREADS,
+    Result,
+    Target,
+    measure_http,
+    parse_reference,
+    scenarios,
+)
 from .store_bench import bytes_per_item, measure_mix
+from .targets import verdicts
 
 STORE_SIZES = (1_000, 100_000, 1_000_000)
 MEMORY_ITEMS = 1_000_000
+APP_TITLES = {"memflask": "memflask", "flask-minimal": "minimal Flask", "bare-wsgi": "bare WSGI"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="a few seconds per figure (CI)")
+    parser.add_argument("--smoke", action="store_true", help="a second per figure (CI)")
     parser.add_argument("--rounds", type=int, help="rounds per figure (median taken)")
-    parser.add_argument("--seconds", type=float, help="seconds per HTTP run")
+    parser.add_argument("--seconds", type=int, help="seconds per HTTP run (whole: wrk's unit)")
+    parser.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        type=reference_option,
+        help="a running server with the original's API, measured as one more reference "
+        "(e.g. go=http://127.0.0.1:8001); may be given several times",
+    )
     options = parser.parse_args()
     rounds = options.rounds or (1 if options.smoke else 3)
-    seconds = options.seconds or (1 if options.smoke else 5)
+    seconds = options.seconds or (1 if options.smoke else 3)
     operations = 20_000 if options.smoke else 300_000
     sizes = STORE_SIZES[:2] if options.smoke else STORE_SIZES
     memory_items = 100_000 if options.smoke else MEMORY_ITEMS
 
     started = time.monotonic()
-    http = measure_http(seconds, rounds)
+    http = measure_http(seconds, rounds, dict(options.reference))
     mix = measure_mix(sizes, operations, rounds)
     memory = {
         kind: bytes_per_item(kind, memory_items) for kind in ("memflask", "ttlcache", "ordereddict")
@@ -39,16 +59,27 @@ def main() -> None:
 
     print(
         f"memflask bench ({'smoke' if options.smoke else 'full'}): "
-        f"Python {platform.python_version()}, "
-        f"{os.cpu_count()} cores, wrk -t1 -c{CONNECTIONS}, {seconds:g} s x {rounds} rounds "
-        f"(medians), store mix {operations:,} ops x {rounds} rounds\n"
+        f"Python {platform.python_version()}, {os.cpu_count()} cores, "
+        f"wrk -t{WRK_THREADS} -c{CONNECTIONS}, {seconds:g} s x {rounds} rounds (medians), "
+        f"store mix {operations:,} ops x {rounds} rounds\n"
     )
-    rows = [("figure", "memflask", "reference", "reference", "ratio", "target")]
-    rows += http_rows(http)
-    rows += store_rows(mix, sizes)
-    rows += memory_rows(memory, memory_items)
-    print_table(rows)
+    print("HTTP, one operation per request: req/s (p50/p99 latency)\n")
+    print_table(single_operation_rows(http))
+    print("\nHTTP, batching: ops/s\n")
+    print_table(batching_rows(http))
+    for note in dict.fromkeys(http.notes):  # once each, though every round may add it
+        print(f"note: {note}")
+    print("\nStore alone\n")
+    header = ("figure", "memflask", "reference", "reference", "ratio", "target")
+    print_table([header, *store_rows(mix, sizes), *memory_rows(memory, memory_items)])
     print(f"\n{time.monotonic() - started:.0f} s in all")
+
+
+def reference_option(text: str) -> tuple[str, str]:
+    try:
+        return parse_reference(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def rate(measure) -> str:
@@ -59,44 +90,64 @@ def verdict(ratio: float, target: float) -> str:
     return f">= {target:g}: {'met' if ratio >= target else 'MISSED'}"
 
 
-def http_rows(http) -> list[tuple[str, ...]]:
-    rows = []
-    for name in ("/get hit", "/get miss", "/set", "/increment", "/stats"):
-        ours, flask, bare = (
-            http[(name, app)] for app in ("memflask", "flask-minimal", "bare-wsgi")
-        )
-        vs_flask = ours.requests_per_second / flask.requests_per_second
-        vs_bare = ours.requests_per_second / bare.requests_per_second
-        target = ""
-        if name in ("/get hit", "/set"):
-            target = f"vs Flask {verdict(vs_flask, 0.9)}"
-        if name == "/get hit":
-            target += f"; vs WSGI (stretch) {verdict(vs_bare, 0.75)}"
-        rows.append(
-            (
-                f"HTTP {name} req/s (p50/p99)",
-                rate(ours),
-                f"minimal Flask {rate(flask)}",
-                f"bare WSGI {rate(bare)}",
-                f"{vs_flask:.2f} / {vs_bare:.2f}",
-                target,
+def single_operation_rows(http: Result) -> list[tuple[str, ...]]:
+    """One row per scenario and server: memflask and the reference apps on that server,
+    the reference servers (the same figures on every server's row), memflask's ratios."""
+    header = ["figure", "server", *(APP_TITLES[app] for app in LOCAL_APPS), *http.references]
+    header += [f"vs {APP_TITLES[app]}" for app in LOCAL_APPS[1:]]
+    header += [f"vs {name}" for name in http.references] + ["target"]
+    rows = [tuple(header)]
+    for scenario in scenarios():
+        if scenario.memflask_only:
+            continue
+        for server in http.servers:
+            local = [http.measures[(scenario.name, Target(app, server))] for app in LOCAL_APPS]
+            remote = [
+                http.measures.get((scenario.name, Target(name, "reference")))
+                for name in http.references
+            ]
+            ours = local[0].requests_per_second
+            rows.append(
+                (
+                    scenario.name,
+                    server,
+                    *(rate(measure) for measure in local),
+                    *(rate(measure) if measure else "not served" for measure in remote),
+                    *(f"{ours / measure.requests_per_second:.2f}" for measure in local[1:]),
+                    *(f"{ours / m.requests_per_second:.2f}" if m else "" for m in remote),
+                    "; ".join(verdicts(scenario.name, server, http.measures, http.references)),
+                )
             )
-        )
-    single = http[("/get hit", "memflask")].requests_per_second
-    for name in ("/mget x10", "/mget x100", "/batch x10", "/batch x100"):
-        ours = http[(name, "memflask")]
-        ratio = ours.requests_per_second / single
-        target = verdict(ratio, 20) if name.endswith("x100") else ""
-        rows.append(
-            (
-                f"HTTP {name} ops/s",
-                f"{ours.requests_per_second:,.0f}/s",
-                f"memflask /get {single:,.0f}/s",
-                "",
-                f"{ratio:.1f}x",
-                target,
+    return rows
+
+
+def batching_rows(http: Result) -> list[tuple[str, ...]]:
+    """memflask's /mget and /batch ops/s against single /get req/s: its own on the same
+    server, and each reference server's (which has no batching of its own)."""
+    header = ["figure", "server", "memflask ops/s", "memflask /get"]
+    header += [f"{name} /get" for name in http.references] + ["vs memflask /get"]
+    header += [f"vs {name} /get" for name in http.references] + ["target"]
+    rows = [tuple(header)]
+    for scenario in scenarios():
+        if not scenario.memflask_only:
+            continue
+        for server in http.servers:
+            ours = http.measures[(scenario.name, Target("memflask", server))].requests_per_second
+            singles = [http.measures[("/get hit", Target("memflask", server))]]
+            singles += [
+                http.measures.get(("/get hit", Target(name, "reference")))
+                for name in http.references
+            ]
+            rows.append(
+                (
+                    scenario.name,
+                    server,
+                    f"{ours:,.0f}/s",
+                    *(f"{m.requests_per_second:,.0f}/s" if m else "not served" for m in singles),
+                    *(f"{ours / m.requests_per_second:.1f}x" if m else "" for m in singles),
+                    "; ".join(verdicts(scenario.name, server, http.measures, http.references)),
+                )
             )
-        )
     return rows
 
 

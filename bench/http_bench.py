@@ -1,58 +1,89 @@
-"""HTTP figures: wrk against real waitress, memflask beside its references in the same run."""
+"""HTTP figures: wrk against real servers, memflask beside its references in the same run.
+
+Every app (memflask, the minimal Flask app, the bare WSGI callable) runs in its own
+process on each server (waitress, and granian when it is installed). A reference
+server given with `--reference NAME=URL` (the Go original, say) is already running:
+it is measured for the scenarios it serves, found by asking it once before measuring.
+"""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import NamedTuple, Optional
 
+from . import serve
+
 ROOT = Path(__file__).resolve().parent.parent
+# 8 connections from 2 wrk threads, as the issue's own measurements (see README, "wrk").
+WRK_THREADS = 2
 CONNECTIONS = 8
 BATCH_SIZES = (10, 100)
+LOCAL_APPS = ("memflask", "flask-minimal", "bare-wsgi")
+# Every key a scenario reads, written into each server before measuring.
+SEEDED_KEYS = max(BATCH_SIZES)
+COUNTER = "counter"
 
 
 class Measure(NamedTuple):
-    requests_per_second: float
+    requests_per_second: float  # ops/s for a scenario of several operations per request
     p50_ms: float
     p99_ms: float
+
+
+class Target(NamedTuple):
+    """What one wrk run is aimed at: an app on a server, or a reference server."""
+
+    app: str  # "memflask", "flask-minimal", "bare-wsgi", or the reference's name
+    server: str  # "waitress", "granian", or "reference"
 
 
 class Scenario(NamedTuple):
     name: str
     path: str
-    apps: tuple[str, ...]
     ops_per_request: int = 1
     body: Optional[str] = None  # a JSON body makes it a POST
     answers_404: bool = False  # a miss: 404 is the right answer
+    memflask_only: bool = False  # memflask's own verbs: the references have no such route
+    # A request that succeeds where the route exists; `path` itself when None. (A miss
+    # cannot show it: a server without the route answers 404 as well.)
+    probe_path: Optional[str] = None
+
+
+class Result(NamedTuple):
+    measures: dict[tuple[str, Target], Measure]  # (scenario name, target) -> medians
+    servers: tuple[str, ...]  # the local servers measured: waitress, and granian if installed
+    references: tuple[str, ...]  # the reference servers' names, as given
+    notes: list[str]  # what was left out, and why
 
 
 def scenarios() -> list[Scenario]:
-    every = ("memflask", "flask-minimal", "bare-wsgi")
-    keys = [f"k{number}" for number in range(max(BATCH_SIZES))]
+    keys = [f"k{number}" for number in range(SEEDED_KEYS)]
     found = [
-        Scenario("/get hit", "/get?key=k0", every),
-        Scenario("/get miss", "/get?key=absent", every, answers_404=True),
-        Scenario("/set", "/set?key=written&value=some-value", every),
-        Scenario("/increment", "/increment?key=counter&value=1", every),
-        Scenario("/stats", "/stats", every),
+        Scenario("/get hit", "/get?key=k0"),
+        Scenario("/get miss", "/get?key=absent", answers_404=True, probe_path="/get?key=k0"),
+        Scenario("/set", "/set?key=written&value=some-value"),
+        Scenario("/increment", f"/increment?key={COUNTER}&value=1"),
+        Scenario("/stats", "/stats"),
     ]
     for size in BATCH_SIZES:
         query = "&".join(f"key={key}" for key in keys[:size])
-        found.append(Scenario(f"/mget x{size}", f"/mget?{query}", ("memflask",), size))
-        commands = [{"verb": "get", "key": key} for key in keys[:size]]
-        found.append(
-            Scenario(f"/batch x{size}", "/batch", ("memflask",), size, json.dumps(commands))
-        )
+        found.append(Scenario(f"/mget x{size}", f"/mget?{query}", size, memflask_only=True))
+        commands = json.dumps([{"verb": "get", "key": key} for key in keys[:size]])
+        found.append(Scenario(f"/batch x{size}", "/batch", size, commands, memflask_only=True))
     return found
 
 
@@ -70,26 +101,64 @@ def free_port() -> int:
 
 
 class Server:
-    """One benchmarked app in its own waitress process."""
+    """A server answering at `base_url`: started here (LocalServer) or already running."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, base_url: str):
         self.name = name
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.serve", name, str(self.port)],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        self._wait_until_ready()
-        for number in range(max(BATCH_SIZES)):
-            self.call(f"/set?key=k{number}&value=value-{number}")
+        self.base_url = base_url.rstrip("/")
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return self.base_url + path
 
-    def call(self, path: str) -> None:
-        with urllib.request.urlopen(self.url(path), timeout=10) as response:
-            response.read()
+    def call(self, path: str, body: Optional[str] = None) -> int:
+        """The status of one request (a JSON body makes it a POST)."""
+        request = urllib.request.Request(self.url(path))
+        if body is not None:
+            request.data = body.encode()
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    def seed(self) -> None:
+        # The counter too, so every server increments an existing integer: the Go original
+        # drops the connection on /increment of an absent key (it reads a nil element).
+        writes = [f"/set?key=k{number}&value=value-{number}" for number in range(SEEDED_KEYS)]
+        for path in [*writes, f"/set?key={COUNTER}&value=0"]:
+            status = self.call(path)
+            if status != 204:
+                raise RuntimeError(f"bench: {self.name} answered {path} with {status}")
+
+    def refusal(self, scenario: Scenario) -> Optional[str]:
+        """Why this server does not serve `scenario` (None: it does), asked once, after
+        seeding: its probe must succeed."""
+        try:
+            status = self.call(scenario.probe_path or scenario.path, scenario.body)
+        except (OSError, http.client.HTTPException) as error:
+            return f"its probe failed ({error!r})"
+        return None if 200 <= status < 300 else f"its probe answered {status}"
+
+    def stop(self) -> None:
+        """A reference server is someone else's: it keeps running."""
+
+
+class LocalServer(Server):
+    """One benchmarked app on one server, in a process (group) of its own."""
+
+    def __init__(self, app: str, server: str):
+        port = free_port()
+        super().__init__(f"{app} on {server}", f"http://127.0.0.1:{port}")
+        # A session of its own: granian forks a worker, and a stop must reach it too.
+        self.process = subprocess.Popen(
+            serve.command(server, app, port),
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            start_new_session=True,
+        )
+        self._wait_until_ready()
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + 30
@@ -99,16 +168,23 @@ class Server:
                 return
             except OSError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
                     raise RuntimeError(f"bench: {self.name} did not start") from None
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
 
-def run_wrk(wrk: str, url: str, seconds: float, scenario: Scenario) -> Measure:
-    command = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency", url]
+def run_wrk(wrk: str, url: str, seconds: float, scenario: Scenario, notes: list[str]) -> Measure:
+    command = [wrk, f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency", url]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         if scenario.body is not None:
             script.write('wrk.method = "POST"\n')
@@ -121,6 +197,10 @@ def run_wrk(wrk: str, url: str, seconds: float, scenario: Scenario) -> Measure:
         os.unlink(script.name)
     if "Non-2xx or 3xx responses" in output and not scenario.answers_404:
         raise RuntimeError(f"bench: error answers from {url}:\n{output}")
+    errors = re.search(r"Socket errors: (.*)", output)
+    if errors:
+        # Timeouts on a loaded shared machine, say: worth knowing, not worth the run.
+        notes.append(f"wrk saw socket errors at {url} ({errors.group(1)})")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     return Measure(rps, _latency(output, "50%"), _latency(output, "99%"))
 
@@ -130,28 +210,83 @@ def _latency(output: str, percentile: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def measure_http(seconds: float, rounds: int) -> dict[tuple[str, str], Measure]:
-    """Median of `rounds` runs of every scenario on every app, apps interleaved per round."""
+def parse_reference(text: str) -> tuple[str, str]:
+    """`NAME=URL` (as `--reference go=http://127.0.0.1:8001`) -> (NAME, URL)."""
+    name, separator, url = text.partition("=")
+    if not separator or not name or not url.startswith("http://"):
+        raise ValueError(f"expected NAME=http://HOST:PORT, got {text!r}")
+    if name in LOCAL_APPS:
+        raise ValueError(f"{name!r} names one of the bench's own apps: choose another name")
+    return name, url
+
+
+def measure_http(
+    seconds: float, rounds: int, references: Optional[dict[str, str]] = None
+) -> Result:
+    """Median of `rounds` runs of every scenario on every target, targets interleaved.
+
+    `references` maps a name to the base URL of a running server that speaks the
+    original's API. In every round, each scenario runs once on every target, in an order
+    rotated by one each round, so no target always runs right after the same other.
+    """
     wrk = require_wrk()
     plan = scenarios()
-    names = sorted({app for scenario in plan for app in scenario.apps})
-    servers = {name: Server(name) for name in names}
-    runs: dict[tuple[str, str], list[Measure]] = {}
+    notes = []
+    servers = serve.SERVERS
+    if not serve.granian_installed():
+        servers = tuple(server for server in servers if server != "granian")
+        notes.append("granian is not installed: no granian rows or targets (pip install granian)")
+    running: dict[Target, Server] = {}
     try:
-        for _ in range(rounds):
+        for name, url in (references or {}).items():
+            reference = Server(name, url)
+            try:
+                reference.seed()
+            except (OSError, http.client.HTTPException) as error:
+                sys.exit(f"bench: reference {name} at {url} did not take the seed keys: {error}")
+            running[Target(name, "reference")] = reference
+        for server in servers:
+            for app in LOCAL_APPS:
+                running[Target(app, server)] = LocalServer(app, server)
+                running[Target(app, server)].seed()
+        targets = {scenario.name: aimed_at(scenario, running, notes) for scenario in plan}
+        runs: dict[tuple[str, Target], list[Measure]] = {}
+        for round_number in range(rounds):
             for scenario in plan:
-                for app in scenario.apps:
-                    measure = run_wrk(wrk, servers[app].url(scenario.path), seconds, scenario)
-                    runs.setdefault((scenario.name, app), []).append(measure)
+                order = targets[scenario.name]
+                shift = round_number % len(order)
+                for target in order[shift:] + order[:shift]:
+                    url = running[target].url(scenario.path)
+                    measure = run_wrk(wrk, url, seconds, scenario, notes)
+                    runs.setdefault((scenario.name, target), []).append(measure)
     finally:
-        for server in servers.values():
+        for server in running.values():
             server.stop()
     ops = {scenario.name: scenario.ops_per_request for scenario in plan}
-    return {
+    measures = {
         key: Measure(
-            statistics.median(m.requests_per_second for m in measures) * ops[key[0]],
-            statistics.median(m.p50_ms for m in measures),
-            statistics.median(m.p99_ms for m in measures),
+            statistics.median(m.requests_per_second for m in measured) * ops[key[0]],
+            statistics.median(m.p50_ms for m in measured),
+            statistics.median(m.p99_ms for m in measured),
         )
-        for key, measures in runs.items()
+        for key, measured in runs.items()
     }
+    return Result(measures, servers, tuple(references or ()), notes)
+
+
+def aimed_at(scenario: Scenario, running: dict[Target, Server], notes: list[str]) -> list[Target]:
+    """The targets that run `scenario`: memflask's own verbs only on memflask; a reference
+    server only where it serves the route (noted where it does not)."""
+    targets = []
+    for target, server in running.items():
+        if target.server == "reference":
+            if scenario.memflask_only:
+                continue  # not the original's API: compared with its /get instead
+            refusal = server.refusal(scenario)
+            if refusal is not None:
+                notes.append(f"{target.app} does not serve {scenario.name}: {refusal}")
+                continue
+        elif scenario.memflask_only and target.app != "memflask":
+            continue
+        targets.append(target)
+    return targets

@@ -1,4 +1,4 @@
-"""The reference apps memflask is measured against, on the same waitress settings.
+"""The reference apps memflask is measured against, on the same server settings.
 
 Each serves the same routes as the benchmark drives (/get, /set, /increment, /stats)
 from a plain dict behind a lock, with no validation: the cost of the stack alone.

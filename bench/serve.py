@@ -1,39 +1,81 @@
-"""`python -m bench.serve NAME PORT`: serve one benchmarked app on waitress.
+"""How each benchmarked app is served: on waitress, and on granian when it is installed.
 
-Every app gets exactly the same waitress settings: memflask's own (serve.waitress_options),
-and memflask's fix that keeps connections open after 204 and 304 answers.
+Every app gets exactly the same settings on a given server, so the server's cost is the
+same for all of them and the ratios measure the apps:
+
+- waitress: memflask's own settings (serve.waitress_options, THREADS worker threads), and
+  memflask's fix that keeps connections open after 204 and 304 answers.
+  `python -m bench.serve NAME PORT` serves app NAME on waitress.
+- granian: its own command (not memflask's `serve --server granian`), one worker, HTTP/1,
+  THREADS blocking threads to run the app: the same count as waitress's threads.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
-
-import waitress
+from typing import Any, Callable
 
 from memflask import create_app
-from memflask.serve import keep_alive_after_bodiless_answers, waitress_options
 
 from .references import bare_wsgi_app, minimal_flask_app
 
-APPS = {
-    "memflask": lambda: create_app({"APP_ENV": "production"}),
+SERVERS = ("waitress", "granian")
+
+
+def memflask_app() -> Any:
+    """memflask as it runs in production: no request log, the hot path on (its default)."""
+    return create_app({"APP_ENV": "production"})
+
+
+APPS: dict[str, Callable[[], Any]] = {
+    "memflask": memflask_app,
     "flask-minimal": minimal_flask_app,
     "bare-wsgi": bare_wsgi_app,
 }
 
 
-def main() -> None:
+def memflask_settings() -> Any:
+    return memflask_app().config
+
+
+def granian_installed() -> bool:
+    return importlib.util.find_spec("granian") is not None
+
+
+def command(server: str, app: str, port: int) -> list[str]:
+    """The command line that serves `app` on `server` at 127.0.0.1:`port`."""
+    if server == "waitress":
+        return [sys.executable, "-m", "bench.serve", app, str(port)]
+    if server == "granian":
+        factory = APPS[app]
+        return [
+            *(sys.executable, "-m", "granian", "--interface", "wsgi"),
+            *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+            # granian's default for WSGI is backlog / 2 = 512 threads, each contending
+            # for the GIL on CPU-bound work; waitress's count keeps the servers alike.
+            *("--blocking-threads", str(memflask_settings()["THREADS"])),
+            # HTTP/1 as waitress and wrk speak it; WSGI has no websockets.
+            *("--http", "1", "--no-ws", "--log-level", "warning"),
+            *("--factory", f"{factory.__module__}:{factory.__name__}"),
+        ]
+    raise ValueError(f"unknown server {server!r}")
+
+
+def serve_on_waitress(name: str, port: int) -> None:
+    import waitress
+
+    from memflask.serve import keep_alive_after_bodiless_answers, waitress_options
+
     # Under full load every request waits for a thread a moment; waitress warns each time.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     # Plain waitress closes the connection after every 204 (it has no Content-Length):
     # every app here gets memflask's fixed waitress, so none pays for a new connection.
     keep_alive_after_bodiless_answers()
-    name, port = sys.argv[1], int(sys.argv[2])
-    settings = create_app({"APP_ENV": "production"}).config
-    options = {**waitress_options(settings), "host": "127.0.0.1", "port": port}
+    options = {**waitress_options(memflask_settings()), "host": "127.0.0.1", "port": port}
     waitress.serve(APPS[name](), _quiet=True, **options)
 
 
 if __name__ == "__main__":
-    main()
+    serve_on_waitress(sys.argv[1], int(sys.argv[2]))
