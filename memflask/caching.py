@@ -15,28 +15,47 @@ importing Flask-Caching imports Flask, and Flask-Caching (2.3 to 2.5) calls a ba
 `factory(app, config, args, options)` only when the class subclasses its BaseCache
 (anything else is called with those four arguments itself).
 
-Values are serialised as Flask-Caching's Redis backend does (cachelib's RedisSerializer):
-integers as plain text, so `inc`/`dec` run on the server, and everything else pickled
-behind a "!" marker; memflask stores text, so the pickle travels in base64. As with
-every pickle-based backend, whoever can write to the cache can run code in the app that
-reads it: give the server a token, and keep it on a trusted network.
+Values go through the cache's `serializer`, as in cachelib's Redis backend: by default
+cachelib's RedisSerializer (integers as plain text, so `inc`/`dec` run on the server,
+everything else pickled behind a "!" marker); Flask-Caching's CACHE_SERIALIZER, the
+`serializer` option or the `serializer` attribute choose another (cachelib's
+JSONSerializer: no pickle). memflask stores text: a serialised value that is UTF-8 text
+travels as it is, anything else (a pickle) as BASE64_MARKER + base64. As with every
+pickle-based backend, whoever can write to the cache can run code in the app that reads
+it: give the server a token, keep it on a trusted network, or choose JSON.
+
+Keys longer than memcached's 250 bytes (with the prefix) are hashed to a stable short
+key under the same prefix, as memcached backends do, so a long URL or memoized
+argument list is cached rather than refused.
 """
 
 from __future__ import annotations
 
 import base64
-import pickle
+import binascii
+import contextlib
+import hashlib
 from typing import Any, Mapping, Optional
 
 from cachelib import BaseCache
+from cachelib.serializers import RedisSerializer
 
-from .client import Client
+from .client import Client, MemflaskError
 
-PICKLED = "!"
+# The longest key memflask takes by default (its MAX_KEY_BYTES), as memcached.
+MAX_KEY_BYTES = 250
+# What a hashed key holds after the prefix: this marker and the key's SHA-256 in hex.
+HASHED_KEY_MARKER = "sha256:"
+HASHED_KEY_BYTES = len(HASHED_KEY_MARKER) + 64
+# Marks a stored value that is base64 of the serialiser's bytes (they were not text).
+BASE64_MARKER = "b64:"
 
 
 class CachelibMemflaskCache(BaseCache):
     """cache.get/set/add/delete/inc/dec/get_many/set_many/clear on a memflask server."""
+
+    # cachelib's Redis default, which keeps integers as text for the server's counters.
+    serializer = RedisSerializer()
 
     def __init__(
         self,
@@ -44,38 +63,58 @@ class CachelibMemflaskCache(BaseCache):
         token: Optional[str] = None,
         timeout: float = 5.0,
         default_timeout: int = 300,
-        key_prefix: str = "",
+        key_prefix: Optional[str] = "",
+        serializer: Any = None,
         **options: Any,
     ):
         # The base's own options (ignore_delete_many_errors, ...) go to the next class in
         # the MRO: cachelib's BaseCache here, Flask-Caching's BaseCache in MemflaskCache.
         super().__init__(default_timeout=default_timeout, **options)
         self.client = Client(url, token=token, timeout=timeout)
-        self.key_prefix = key_prefix
+        self.key_prefix = key_prefix or ""  # None, as cachelib's backends accept it
+        if len(self.key_prefix.encode()) > MAX_KEY_BYTES - HASHED_KEY_BYTES:
+            raise ValueError(
+                f"key_prefix is over {MAX_KEY_BYTES - HASHED_KEY_BYTES} UTF-8 bytes: "
+                "a hashed long key would not fit after it"
+            )
+        if serializer is not None:
+            self.serializer = serializer
 
     # -- serialisation -------------------------------------------------------------------
 
-    @staticmethod
-    def dumps(value: Any) -> str:
-        if type(value) is int:  # not bool: True must come back as True
-            return str(value)
-        return PICKLED + base64.b64encode(pickle.dumps(value, pickle.HIGHEST_PROTOCOL)).decode()
-
-    @staticmethod
-    def loads(text: Optional[str]) -> Any:
-        if text is None:
+    def dumps(self, value: Any) -> Optional[str]:
+        """The text to store for `value`; None when the serialiser could not encode it."""
+        data = self.serializer.dumps(value)
+        if data is None:  # cachelib's serialisers warn and answer None on failure
             return None
-        if text.startswith(PICKLED):
-            return pickle.loads(base64.b64decode(text[1:]))  # trusted: see the module doc
         try:
-            return int(text)
-        except ValueError:
-            return text  # written by another client as plain text
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is None or text.startswith(BASE64_MARKER):
+            return BASE64_MARKER + base64.b64encode(data).decode("ascii")
+        return text
+
+    def loads(self, text: Optional[str]) -> Any:
+        if text is None:
+            return None  # a miss (JSONSerializer would log a warning for each one)
+        data = text.encode("utf-8")
+        if text.startswith(BASE64_MARKER):
+            # Not base64: text another client wrote, which the serialiser sees as it is.
+            with contextlib.suppress(binascii.Error):
+                data = base64.b64decode(text[len(BASE64_MARKER) :], validate=True)
+        return self.serializer.loads(data)
 
     # -- the cache API -------------------------------------------------------------------
 
     def _key(self, key: str) -> str:
-        return self.key_prefix + key
+        """The server's key: the prefix and `key`, or the prefix and the key's hash when
+        that is over MAX_KEY_BYTES (the server would refuse it)."""
+        full_key = self.key_prefix + key
+        if len(full_key.encode("utf-8")) <= MAX_KEY_BYTES:
+            return full_key
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        return f"{self.key_prefix}{HASHED_KEY_MARKER}{digest}"
 
     def _expire(self, timeout: Optional[int]) -> int:
         return max(0, self._normalize_timeout(timeout))
@@ -84,32 +123,73 @@ class CachelibMemflaskCache(BaseCache):
         return self.loads(self.client.get(self._key(key)))
 
     def get_many(self, *keys: str) -> list[Any]:
-        found = self.client.get_many(self._key(key) for key in keys)
-        return [self.loads(found.get(self._key(key))) for key in keys]
+        server_keys = [self._key(key) for key in keys]
+        found = self.client.get_many(server_keys)
+        return [self.loads(found.get(server_key)) for server_key in server_keys]
 
     def has(self, key: str) -> bool:
-        return self.client.get(self._key(key)) is not None
+        # /ttl answers 404 for an absent key without sending the value back.
+        try:
+            self.client.ttl(self._key(key))
+        except KeyError:
+            return False
+        return True
 
     def set(self, key: str, value: Any, timeout: Optional[int] = None) -> bool:
-        return self.client.set(self._key(key), self.dumps(value), expire=self._expire(timeout))
+        text = self.dumps(value)
+        if text is None:
+            return False
+        return self.client.set(self._key(key), text, expire=self._expire(timeout))
 
     def set_many(self, mapping: dict[str, Any], timeout: Optional[int] = None) -> list[Any]:
-        encoded = {self._key(key): self.dumps(value) for key, value in mapping.items()}
-        failed = set(self.client.set_many(encoded, expire=self._expire(timeout)))
-        return [key for key in mapping if self._key(key) not in failed]
+        encoded = {key: self.dumps(value) for key, value in mapping.items()}
+        server_keys = {key: self._key(key) for key, text in encoded.items() if text is not None}
+        values = {server_keys[key]: encoded[key] for key in server_keys}
+        failed = set(self.client.set_many(values, expire=self._expire(timeout)))
+        return [key for key, server_key in server_keys.items() if server_key not in failed]
 
     def add(self, key: str, value: Any, timeout: Optional[int] = None) -> bool:
-        return self.client.add(self._key(key), self.dumps(value), expire=self._expire(timeout))
+        text = self.dumps(value)
+        if text is None:
+            return False
+        return self.client.add(self._key(key), text, expire=self._expire(timeout))
 
     def delete(self, key: str) -> bool:
-        return self.client.delete(self._key(key))
+        """Whether the key existed and has been deleted, as cachelib asks.
+
+        memflask's /delete answers 204 either way, so this touches the key to an expiry
+        already past instead: the server removes it at once and answers 404 when it was
+        absent, in one atomic step.
+        """
+        return self.client.touch(self._key(key), expire=-1)
 
     def delete_many(self, *keys: str) -> list[Any]:
-        return [key for key in keys if self.delete(key)]
+        """The keys now absent: a key that was not there counts as deleted (cachelib 0.16+).
+
+        A key the server could not delete is left out, or raises RuntimeError when
+        ignore_delete_many_errors is False.
+        """
+        deleted, failed = [], []
+        last_error: Optional[MemflaskError] = None
+        for key in keys:
+            try:
+                self.client.delete(self._key(key))
+            except MemflaskError as error:
+                failed.append(key)
+                last_error = error
+            else:
+                deleted.append(key)
+        # cachelib before 0.16 has no such option: it never raised.
+        if failed and not getattr(self, "ignore_delete_many_errors", True):
+            raise RuntimeError(f"Failed to delete keys: {failed}") from last_error
+        return deleted
 
     def clear(self) -> bool:
-        """Flush the whole server: memflask has no listing of keys by prefix."""
-        return self.client.flush_all()
+        """Remove this cache's keys: those under its prefix, or every key without one."""
+        if not self.key_prefix:
+            return self.client.flush_all()  # as cachelib's memcached and Redis backends
+        self.client.delete_prefix(self.key_prefix)
+        return True
 
     def inc(self, key: str, delta: int = 1) -> int:
         return self.client.incr(self._key(key), delta)
@@ -154,7 +234,7 @@ def _flask_caching_backend() -> type:
             kwargs.update(
                 url=config.get("CACHE_MEMFLASK_URL", "http://127.0.0.1:8000"),
                 token=config.get("CACHE_MEMFLASK_TOKEN"),
-                key_prefix=config.get("CACHE_KEY_PREFIX") or "",
+                key_prefix=config.get("CACHE_KEY_PREFIX"),
             )
             return cls(*args, **kwargs)
 

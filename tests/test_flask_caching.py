@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import socket
+from importlib.metadata import version
+
 import pytest
+from cachelib.serializers import JSONSerializer
 from flask import Flask
 from flask_caching import Cache
 
 from memflask.caching import CachelibMemflaskCache, MemflaskCache
+
+FLASK_CACHING_VERSION = tuple(int(part) for part in version("flask-caching").split(".")[:2])
 
 
 @pytest.fixture
@@ -115,3 +123,164 @@ def test_the_cachelib_cache_works_without_flask_caching(live_server):
     assert cache.inc("hits", 3) == 3
     assert cache.get_dict("k", "absent") == {"k": [1, "two"], "absent": None}
     assert live_server.request("GET", "/get?key=lib:k")[0] == 200
+
+
+def make_cached_app(live_server, **config):
+    app = Flask("cached")
+    defaults = {
+        "CACHE_TYPE": "memflask.caching.MemflaskCache",
+        "CACHE_MEMFLASK_URL": f"http://127.0.0.1:{live_server.port}",
+        "CACHE_KEY_PREFIX": "app:",
+        "CACHE_DEFAULT_TIMEOUT": 60,
+    }
+    return app, Cache(app, config={**defaults, **config})
+
+
+def test_a_cached_view_on_a_long_path_is_cached_without_an_error(cached_app, caplog):
+    # Flask-Caching builds the key from the path: over memflask's 250 bytes here.
+    app, cache = cached_app
+    calls = []
+
+    @app.route("/report/<path:rest>")
+    @cache.cached(timeout=30)
+    def report(rest):
+        calls.append(rest)
+        return f"computed {len(calls)}"
+
+    client = app.test_client()
+    long_path = "/report/" + "section/" * 40
+    assert client.get(long_path).data == b"computed 1"
+    assert client.get(long_path).data == b"computed 1"
+    assert client.get(long_path + "other").data == b"computed 2"
+    assert [record for record in caplog.records if record.levelno >= logging.WARNING] == []
+
+
+def test_long_keys_are_hashed_to_a_stable_short_key_under_the_prefix(cached_app, live_server):
+    app, cache = cached_app
+    long_key = "é" * 200  # 400 UTF-8 bytes
+    with app.app_context():
+        assert cache.set(long_key, [1, 2])
+        assert cache.get(long_key) == [1, 2]
+        assert cache.has(long_key)
+        assert cache.get_many(long_key, "absent") == [[1, 2], None]
+        assert cache.cache.inc(long_key + "n") == 1
+        assert cache.delete(long_key)
+        assert cache.get(long_key) is None
+        assert cache.set("x" * 246, "fits")  # 250 bytes with "app:": kept as it is
+    digest = hashlib.sha256((long_key + "n").encode()).hexdigest()
+    assert live_server.request("GET", f"/get?key=app:sha256:{digest}")[2] == b"1"
+    assert live_server.request("GET", "/get?key=app:" + "x" * 246)[0] == 200
+
+
+def test_a_prefix_too_long_for_a_hashed_key_is_refused_at_once():
+    with pytest.raises(ValueError, match="key_prefix"):
+        CachelibMemflaskCache(key_prefix="p" * 200)
+
+
+@pytest.mark.parametrize("settings", [{"CACHE_KEY_PREFIX": None}, {"CACHE_KEY_PREFIX": ""}])
+def test_no_key_prefix(live_server, settings):
+    app, cache = make_cached_app(live_server, **settings)
+    with app.app_context():
+        assert cache.set("k", "v")
+        assert cache.get("k") == "v"
+    assert live_server.request("GET", "/get?key=k")[0] == 200
+    direct = MemflaskCache(f"http://127.0.0.1:{live_server.port}", key_prefix=None)
+    assert direct.get("k") == "v"
+
+
+def test_delete_answers_whether_the_key_existed(cached_app):
+    app, cache = cached_app
+    with app.app_context():
+        assert cache.delete("absent") is False
+        cache.set("present", 1)
+        assert cache.delete("present") is True
+        assert cache.delete("present") is False
+        cache.set("a", 1)
+        # delete_many: a key that was not there counts as deleted, as in cachelib.
+        assert cache.delete_many("a", "absent") == ["a", "absent"]
+        assert cache.get("a") is None
+
+
+def test_clear_removes_only_this_apps_prefix(cached_app, live_server):
+    app, cache = cached_app
+    other_app, other_cache = make_cached_app(live_server, CACHE_KEY_PREFIX="other:")
+    with other_app.app_context():
+        other_cache.set("kept", 1)
+    live_server.request("GET", "/set?key=bare&value=v")
+    with app.app_context():
+        cache.set_many({"a": 1, "b": 2})
+        assert cache.clear() is True
+        assert cache.get_many("a", "b") == [None, None]
+    with other_app.app_context():
+        assert other_cache.get("kept") == 1
+    assert live_server.request("GET", "/get?key=bare")[0] == 200
+
+
+def test_clear_without_a_prefix_flushes_the_server(live_server):
+    app, cache = make_cached_app(live_server, CACHE_KEY_PREFIX="")
+    live_server.request("GET", "/set?key=other:k&value=v")
+    with app.app_context():
+        cache.set("k", 1)
+        assert cache.clear() is True
+    assert live_server.request("GET", "/get?key=other:k")[0] == 404
+
+
+@pytest.mark.skipif(
+    FLASK_CACHING_VERSION < (2, 5), reason="CACHE_SERIALIZER arrived in Flask-Caching 2.5"
+)
+def test_cache_serializer_json_stores_json_text(live_server):
+    app, cache = make_cached_app(live_server, CACHE_SERIALIZER=JSONSerializer)
+    with app.app_context():
+        assert isinstance(cache.cache.serializer, JSONSerializer)
+        assert cache.set("doc", {"a": [1, "two"]})
+        assert cache.get("doc") == {"a": [1, "two"]}
+        assert cache.set("hits", 5)
+        assert cache.cache.inc("hits") == 6  # integers stay plain text: inc on the server
+        assert cache.get("hits") == 6
+        assert cache.set("raw", b"bytes") is False  # JSON has no bytes: nothing stored
+        assert cache.get("raw") is None
+    assert live_server.request("GET", "/get?key=app:doc")[2] == b'{"a": [1, "two"]}'
+
+
+def test_the_serializer_option_works_on_every_flask_caching(live_server):
+    # CACHE_OPTIONS reach the backend's constructor on Flask-Caching 2.3 and 2.4 too.
+    app, cache = make_cached_app(live_server, CACHE_OPTIONS={"serializer": JSONSerializer()})
+    with app.app_context():
+        assert cache.set("doc", ["json"])
+        assert cache.get("doc") == ["json"]
+    assert live_server.request("GET", "/get?key=app:doc")[2] == b'["json"]'
+
+
+class TextSerializer:
+    """Stores str values as they are: text that may start with the base64 marker."""
+
+    def dumps(self, value):
+        return value.encode()
+
+    def loads(self, data):
+        return data.decode()
+
+
+def test_values_that_are_not_text_travel_in_base64_and_text_as_it_is(live_server):
+    cache = CachelibMemflaskCache(f"http://127.0.0.1:{live_server.port}", key_prefix="lib:")
+    cache.set("pickled", {"a": 1})
+    assert live_server.request("GET", "/get?key=lib:pickled")[2].startswith(b"b64:")
+    cache.serializer = TextSerializer()
+    for text in ["plain", "b64:looks like base64 but is text", "b64:aGk="]:
+        assert cache.set("text", text)
+        assert cache.get("text") == text
+    assert cache.set("text", "plain")
+    assert live_server.request("GET", "/get?key=lib:text")[2] == b"plain"
+
+
+def test_delete_many_raises_on_a_refused_key_only_when_told_to():
+    # Nothing listens on this port: every delete fails.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    cache = CachelibMemflaskCache(url, timeout=1)
+    cache.ignore_delete_many_errors = True
+    assert cache.delete_many("a", "b") == []
+    cache.ignore_delete_many_errors = False
+    with pytest.raises(RuntimeError, match="Failed to delete keys"):
+        cache.delete_many("a", "b")
