@@ -1,0 +1,256 @@
+"""A memflask server as a Django cache backend.
+
+    CACHES = {
+        "default": {
+            "BACKEND": "memflask.django.MemflaskCache",
+            "LOCATION": "http://127.0.0.1:8000",
+            "OPTIONS": {"token": "..."},  # to memflask.client.Client: token, timeout...
+            "KEY_PREFIX": "myapp",
+        }
+    }
+
+Django's BaseCache contract holds: `timeout=None` never expires, `0` (or less) expires at
+once, `KEY_PREFIX`, `VERSION` and `KEY_FUNCTION` make the keys, `incr`/`decr` raise
+ValueError on a missing key, `clear()` removes this cache's keys only (`/flush?prefix=`),
+and keys memcached would refuse get Django's CacheKeyWarning. A key over memflask's 250
+UTF-8 bytes is refused with InvalidCacheKey before any request, as Django's memcached
+backends refuse theirs: the server would answer 400.
+
+Values are serialised as Django's Redis backend does: integers as plain text, so `incr`
+and `decr` run atomically on the server, and everything else pickled; memflask stores
+text, so the pickle travels in base64 behind a "!" marker (the format of
+memflask.caching). As with every pickle-based cache, whoever can write to the cache can
+run code in the app that reads it: give the server a token, keep it on a trusted network.
+
+Importing this module imports Django's cache base (the `memflask[django]` extra) and
+memflask.client; `import django` here is the Django package, as imports are absolute.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+import re
+from typing import Any, Iterable, Union
+
+from django.core.cache.backends.base import (
+    DEFAULT_TIMEOUT,
+    BaseCache,
+    InvalidCacheKey,
+    default_key_func,
+)
+from django.core.exceptions import ImproperlyConfigured
+
+from .client import Client, MemflaskValidationError, MemflaskValueTooLarge, _error
+
+__all__ = ["MemflaskCache"]
+
+DEFAULT_LOCATION = "http://127.0.0.1:8000"
+
+# The server's defaults: MAX_KEY_BYTES (as memcached's 250) and MAX_BATCH, the most keys
+# one /mget or commands one /batch may carry.
+MAX_KEY_BYTES = 250
+BATCH_SIZE = 1000
+
+PICKLED = "!"
+# What the server counts as an integer; int() would also take " 7", "1_000" and "٣".
+PLAIN_INTEGER = re.compile(r"-?[0-9]+")
+
+
+class MemflaskCache(BaseCache):
+    """Django's cache API on a memflask server, through one pooled memflask.client.Client."""
+
+    def __init__(self, server: Union[str, list[str], None], params: dict[str, Any]):
+        super().__init__(params)
+        options = params.get("OPTIONS") or {}
+        try:
+            self.client = Client(_one_location(server), **options)
+        except TypeError as error:
+            raise ImproperlyConfigured(
+                f"memflask.django.MemflaskCache: OPTIONS {sorted(options)} are not all "
+                "memflask.client.Client's (token, timeout, max_connections)"
+            ) from error
+
+    # -- serialisation -------------------------------------------------------------------
+
+    @staticmethod
+    def dumps(value: Any) -> str:
+        if type(value) is int:  # not bool: True must come back as True, not 1
+            return str(value)
+        return PICKLED + base64.b64encode(pickle.dumps(value, pickle.HIGHEST_PROTOCOL)).decode()
+
+    @staticmethod
+    def loads(text: str) -> Any:
+        if text.startswith(PICKLED):
+            return pickle.loads(base64.b64decode(text[1:]))  # trusted: see the module doc
+        if PLAIN_INTEGER.fullmatch(text):
+            return int(text)
+        return text  # written by another client as plain text
+
+    # -- keys and timeouts ---------------------------------------------------------------
+
+    def validate_key(self, key: str) -> None:
+        """Refuse keys the server refuses; warn about the rest memcached would refuse."""
+        if not key or len(key.encode("utf-8")) > MAX_KEY_BYTES:
+            raise InvalidCacheKey(
+                f"Cache key will cause errors with memflask: {key!r} (empty, or longer "
+                f"than {MAX_KEY_BYTES} UTF-8 bytes)"
+            )
+        # memflask stores spaces and control characters; Django's portability warning
+        # (CacheKeyWarning, as on its local-memory, file, database and Redis backends)
+        # still says that memcached would not.
+        super().validate_key(key)
+
+    def get_backend_timeout(self, timeout: Any = DEFAULT_TIMEOUT) -> int:
+        """Django's timeout as memflask's `ttl`: 0 never expires (Django's None), and a
+        negative ttl stores the item already expired (Django's 0 or less)."""
+        if timeout == DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        if timeout is None:
+            return 0
+        # Truncated as Django's memcached backends do: 0.5 s is "expire at once" there.
+        seconds = int(timeout)
+        return seconds if seconds > 0 else -1
+
+    def key_namespace(self) -> str:
+        """The start of every key this cache makes: what `clear()` removes.
+
+        Django's default key function makes "<KEY_PREFIX>:<version>:<key>". A custom
+        KEY_FUNCTION must start its keys with KEY_PREFIX for `clear()` to find them; with
+        neither a default key function nor a KEY_PREFIX, it is "" (the whole server).
+        """
+        if self.key_func is default_key_func:
+            return f"{self.key_prefix}:"
+        return self.key_prefix
+
+    # -- Django's cache API --------------------------------------------------------------
+
+    def add(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version=None) -> bool:
+        key = self.make_and_validate_key(key, version=version)
+        return self.client.add(key, self.dumps(value), expire=self.get_backend_timeout(timeout))
+
+    def get(self, key: str, default: Any = None, version=None) -> Any:
+        key = self.make_and_validate_key(key, version=version)
+        text = self.client.get(key)
+        return default if text is None else self.loads(text)
+
+    def set(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version=None) -> None:
+        key = self.make_and_validate_key(key, version=version)
+        text = self.dumps(value)
+        try:
+            self.client.set(key, text, expire=self.get_backend_timeout(timeout))
+        except MemflaskValueTooLarge:
+            # As Django's memcached backends: a failed set leaves no stale value behind
+            # (the cached_db session backend must read the current session or none).
+            self.client.delete(key)
+            raise
+
+    def touch(self, key: str, timeout: Any = DEFAULT_TIMEOUT, version=None) -> bool:
+        key = self.make_and_validate_key(key, version=version)
+        return self.client.touch(key, expire=self.get_backend_timeout(timeout))
+
+    def delete(self, key: str, version=None) -> bool:
+        """Delete the key; answer whether it was there."""
+        key = self.make_and_validate_key(key, version=version)
+        # /delete answers 204 either way: ask /ttl first, in the same round trip.
+        looked, deleted = self._batch([{"verb": "ttl", "key": key}, {"verb": "delete", "key": key}])
+        _raise_unless(deleted, 204)
+        return looked["status"] == 200
+
+    def get_many(self, keys: Iterable[str], version=None) -> dict[str, Any]:
+        original_keys = {self.make_and_validate_key(key, version=version): key for key in keys}
+        made_keys = list(original_keys)
+        found: dict[str, str] = {}
+        for start in range(0, len(made_keys), BATCH_SIZE):
+            found.update(self.client.get_many(made_keys[start : start + BATCH_SIZE]))
+        return {original_keys[key]: self.loads(text) for key, text in found.items()}
+
+    def has_key(self, key: str, version=None) -> bool:
+        key = self.make_and_validate_key(key, version=version)
+        return self._exists(key)
+
+    def incr(self, key: str, delta: int = 1, version=None) -> int:
+        """Add `delta` on the server, atomically; ValueError if the key is absent,
+        TypeError if its value is not an integer. `decr` is `incr` of -delta."""
+        key = self.make_and_validate_key(key, version=version)
+        # memflask's /increment sets an absent key, Django wants a ValueError: look first,
+        # as Django's Redis backend does (EXISTS, then INCR). Between the two a key that
+        # expires comes back as `delta`, without an expiry.
+        if not self._exists(key):
+            raise ValueError(f"Key '{key}' not found")
+        try:
+            return self.client.incr(key, delta)
+        except MemflaskValidationError as error:
+            if error.code == "not_an_integer":
+                raise TypeError(f"the value of {key!r} is not an integer") from error
+            raise
+
+    def set_many(self, data: dict[str, Any], timeout: Any = DEFAULT_TIMEOUT, version=None):
+        """Store every value (/batch); answer the keys that failed, as memcached does."""
+        original_keys = {self.make_and_validate_key(key, version=version): key for key in data}
+        texts = [(made, self.dumps(data[key])) for made, key in original_keys.items()]
+        expire = self.get_backend_timeout(timeout)
+        failed: list[str] = []
+        for start in range(0, len(texts), BATCH_SIZE):
+            chunk = dict(texts[start : start + BATCH_SIZE])
+            failed += self.client.set_many(chunk, expire=expire)
+        return [original_keys[key] for key in failed]
+
+    def delete_many(self, keys: Iterable[str], version=None) -> None:
+        made_keys = [self.make_and_validate_key(key, version=version) for key in keys]
+        for result in self._batch([{"verb": "delete", "key": key} for key in made_keys]):
+            _raise_unless(result, 204)
+
+    def clear(self) -> None:
+        """Remove this cache's keys (see `key_namespace`), not the other apps' on the server."""
+        namespace = self.key_namespace()
+        if namespace:
+            self.client.delete_prefix(namespace)
+        else:
+            self.client.flush_all()
+
+    def close(self, **kwargs: Any) -> None:
+        """Keep the pool open: Django calls this after every request, and the client's
+        keep-alive connections are what make the next request fast (urllib3 cleans up)."""
+
+    # -- the wire ------------------------------------------------------------------------
+
+    def _exists(self, key: str) -> bool:
+        # /ttl: no value sent back, and it counts neither as a hit nor as a miss.
+        try:
+            self.client.ttl(key)
+        except KeyError:
+            return False
+        return True
+
+    def _batch(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run commands through /batch, BATCH_SIZE a request; one result per command."""
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(commands), BATCH_SIZE):
+            # The client has no public batch method; its wire method sends one and raises
+            # the typed errors for a refused request.
+            body = self.client._call("batch", json_body=commands[start : start + BATCH_SIZE])[1]
+            results += json.loads(body)
+        return results
+
+
+def _raise_unless(result: dict[str, Any], status: int) -> None:
+    """Raise the client's typed error for a /batch result that is not `status`."""
+    if result["status"] != status:
+        raise _error(result["status"], json.dumps(result).encode())
+
+
+def _one_location(location: Union[str, list[str], None]) -> str:
+    """The server's URL: LOCATION, one server (memflask does not shard over several)."""
+    if isinstance(location, (list, tuple)):
+        locations = list(location)
+    else:
+        # Django splits a memcached or Redis LOCATION on ";" and ",": refuse such a list
+        # here rather than reading it as one URL.
+        locations = [part for part in re.split("[;,]", location or "") if part.strip()]
+    if len(locations) > 1:
+        raise ImproperlyConfigured(
+            f"memflask.django.MemflaskCache talks to one server; LOCATION names {locations}"
+        )
+    return locations[0].strip() if locations else DEFAULT_LOCATION
