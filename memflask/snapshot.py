@@ -108,7 +108,11 @@ def _fsync_directory(directory: Path) -> None:
 
 
 class PeriodicSaver:
-    """Saves the store every `interval` seconds in a daemon thread, and once more on stop."""
+    """Saves the store every `interval` seconds in a daemon thread, and once more on stop.
+
+    A failed save is logged and tried again at the next interval; it never ends the
+    thread nor a clean stop.
+    """
 
     def __init__(self, store: MemoryStore, path: Path, interval: float):
         self.store, self.path, self.interval = store, path, interval
@@ -134,5 +138,5 @@ class PeriodicSaver:
         try:
             count = save(self.store, self.path)
             log.info("snapshot %s: saved %d items", self.path, count)
-        except OSError as error:  # a full disk must not take the cache down
-            log.error("snapshot %s: save failed: %s", self.path, error)
+        except Exception:  # a full disk, or a bug: the cache stays up, the next save retries
+            log.exception("snapshot %s: save failed", self.path)

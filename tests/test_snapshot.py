@@ -9,11 +9,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from memflask import create_app
+from memflask import create_app, snapshot
+from memflask.lifecycle import Lifecycle
 from memflask.snapshot import FORMAT, PeriodicSaver, load, save
 from memflask.store import Item, MemoryStore
 
@@ -170,3 +172,42 @@ def test_kill_term_and_restart_keeps_the_data(tmp_path):
     finally:
         second.terminate()
         second.wait(timeout=30)
+
+
+def test_the_saver_thread_survives_a_failed_save(tmp_path, clock, monkeypatch, caplog):
+    calls = []
+    real_save = snapshot.save
+
+    def fail_first_time(store, path):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            raise RuntimeError("a bug, or anything but an OSError")
+        return real_save(store, path)
+
+    monkeypatch.setattr(snapshot, "save", fail_first_time)
+    store = MemoryStore(clock=clock)
+    store.update("k", lambda current, now: Item("v"))
+    saver = PeriodicSaver(store, tmp_path / "s", interval=0.05)
+    with caplog.at_level(logging.ERROR, logger="memflask.snapshot"):
+        saver.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not (tmp_path / "s").exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert (tmp_path / "s").exists(), "no save after the failed one"
+        finally:
+            saver.stop()
+    assert calls[:2] == ["memflask-snapshot", "memflask-snapshot"]
+    assert "save failed" in caplog.text and "RuntimeError" in caplog.text  # with its traceback
+
+
+def test_a_clean_stop_goes_on_when_the_last_save_fails(tmp_path, clock, monkeypatch, caplog):
+    def fail(store, path):
+        raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+
+    monkeypatch.setattr(snapshot, "save", fail)
+    lifecycle = Lifecycle(MemoryStore(clock=clock), tmp_path / "s", 0)
+    lifecycle.startup()
+    with caplog.at_level(logging.ERROR, logger="memflask.snapshot"):
+        lifecycle.shutdown()  # logs, does not raise
+    assert "save failed" in caplog.text
