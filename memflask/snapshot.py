@@ -7,8 +7,9 @@ The format is plain JSON, so loading one can never run code (no pickle):
 
 Items are listed least recently used first and keep their absolute expiry times.
 A save writes a temporary file beside the snapshot, fsyncs it and renames it over the
-old one, so a crash mid-save leaves the previous snapshot whole. Writes made after the
-last save are lost on a crash: a snapshot is a warm start, not durability.
+old one, so a crash mid-save leaves the previous snapshot whole (the next start removes
+the temporary file it left). Writes made after the last save are lost on a crash: a
+snapshot is a warm start, not durability.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -56,10 +58,12 @@ def save(store: MemoryStore, path: Path) -> int:
 def load(store: MemoryStore, path: Path) -> int:
     """Restore the items in `path` into `store` (expired ones dropped); return how many.
 
-    A missing file is an empty start. A file that cannot be read as a snapshot is moved
-    aside (`<name>.corrupt-<time>`) with a warning, and the store starts empty, so a bad
-    file never stops the server from starting.
+    Temporary files left by saves that were cut short are removed first. A missing file is
+    an empty start. A file that cannot be read as a snapshot is moved aside
+    (`<name>.corrupt-<time>`) with a warning, and the store starts empty, so a bad file
+    never stops the server from starting.
     """
+    remove_stale_temporary_files(path)
     if not path.exists():
         return 0
     try:
@@ -72,6 +76,33 @@ def load(store: MemoryStore, path: Path) -> int:
     restored = store.restore(items)
     log.info("snapshot %s: restored %d of %d items", path, restored, len(items))
     return restored
+
+
+def remove_stale_temporary_files(path: Path) -> int:
+    """Remove the temporary files of saves to `path` that never finished; return how many.
+
+    Run at start, before the saver: no save of this process is under way, so each such
+    file was left by one that was killed mid-way.
+    """
+    # tempfile.mkstemp(prefix=".<name>.") adds 8 characters from this alphabet.
+    temporary_name = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}")
+    removed = 0
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:  # no folder yet: nothing was ever saved there
+        return 0
+    for entry in entries:
+        if not temporary_name.fullmatch(entry.name):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed += 1
+        except OSError as error:
+            log.warning("snapshot %s: cannot remove temporary file %s: %s", path, entry.path, error)
+    if removed:
+        log.info("snapshot %s: removed %d temporary files of interrupted saves", path, removed)
+    return removed
 
 
 def _read(path: Path) -> list[tuple[str, str, Optional[float]]]:

@@ -211,3 +211,26 @@ def test_a_clean_stop_goes_on_when_the_last_save_fails(tmp_path, clock, monkeypa
     with caplog.at_level(logging.ERROR, logger="memflask.snapshot"):
         lifecycle.shutdown()  # logs, does not raise
     assert "save failed" in caplog.text
+
+
+def test_temporary_files_of_interrupted_saves_are_removed_at_load(tmp_path, clock):
+    path = tmp_path / "cache.snapshot"
+    save(MemoryStore(clock=clock), path)
+    stale = [tmp_path / ".cache.snapshot.ab_c1234", tmp_path / ".cache.snapshot.zzzzzzzz"]
+    kept = [
+        tmp_path / "cache.snapshot.corrupt-1700000000",  # for the operator to look at
+        tmp_path / ".cache.snapshot.notes.txt",  # not the temporary files' pattern
+        tmp_path / ".other.snapshot.ab_c1234",  # another snapshot's
+    ]
+    for file in stale + kept:
+        file.write_bytes(b'{"format":"memflask-snapshot","vers')
+    load(MemoryStore(clock=clock), path)
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == sorted(
+        file.name for file in [path, *kept]
+    )
+
+
+def test_temporary_files_are_removed_even_without_a_snapshot(tmp_path, clock):
+    (tmp_path / ".cache.snapshot.k1l2m3n4").write_bytes(b"{")
+    assert load(MemoryStore(clock=clock), tmp_path / "cache.snapshot") == 0
+    assert list(tmp_path.iterdir()) == []
