@@ -5,7 +5,12 @@ Each item is a hash under the namespace prefix (`<prefix>item:<key>`) holding it
 store's clock, as in the memory store, and the key also gets a Redis TTL so Redis
 reclaims it. Read-modify-write verbs run the same change functions as the memory store
 inside WATCH/MULTI: the write applies only if the key did not change since it was read,
-and is retried otherwise, so no update is lost between processes.
+and is retried otherwise, so no update is lost between processes. A write whose EXEC was
+sent but not answered is never retried (Redis may still run it): it raises
+WriteOutcomeUnknown instead, answered 503 saying the outcome is unknown.
+
+Every wait is bounded, and calls fail fast for a while after Redis failed to answer
+(memflask/redis_connection.py).
 
 SIZE and MAX_BYTES are not enforced here: Redis's own `maxmemory` with the
 `allkeys-lru` policy is the LRU (see README, "Backends").
@@ -13,12 +18,20 @@ SIZE and MAX_BYTES are not enforced here: Redis's own `maxmemory` with the
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, Iterable, Optional, TypeVar
+import re
+from typing import Callable, Iterable, Optional
 
-import redis
-from redis.exceptions import ConnectionError, TimeoutError, WatchError
+from redis.exceptions import ResponseError, WatchError
 
+from .redis_connection import (
+    UNREACHABLE,
+    Breaker,
+    abandon,
+    connect,
+    guarded,
+    outcome_unknown,
+    redis_ttl_ms,
+)
 from .store import (
     DELETE,
     ChangeFunction,
@@ -27,26 +40,17 @@ from .store import (
     Store,
     StoreStats,
     StoreUnavailable,
+    UnknownCursor,
     utf8_len,
 )
 
-T = TypeVar("T")
 FIELDS = ("v", "n", "e")
 SCAN_BATCH = 1000
+# Characters that mean something in a SCAN MATCH pattern, escaped in a key prefix.
+GLOB_SPECIAL = re.compile(r"[*?\[\]\\]")
 
 
-def _translating(method: Callable[..., T]) -> Callable[..., T]:
-    """Turn Redis being down or slow into StoreUnavailable (answered 503)."""
-
-    @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        try:
-            return method(*args, **kwargs)
-        except (ConnectionError, TimeoutError, OSError) as error:
-            # Only an unreachable or slow Redis: anything else is a bug, and must show.
-            raise StoreUnavailable(f"redis: {error}") from error
-
-    return wrapper
+_translating = guarded  # every method that calls Redis: bounded, through the breaker
 
 
 class RedisStore(Store):
@@ -61,9 +65,8 @@ class RedisStore(Store):
     ):
         self.clock = clock if clock is not None else Clock()
         self.prefix = prefix
-        self.client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
-        )
+        self.breaker = Breaker(pause=timeout)
+        self.client = connect(url, timeout)
         self._version_key = f"{prefix}meta:version"
         self._stats_key = f"{prefix}meta:stats"
 
@@ -124,6 +127,7 @@ class RedisStore(Store):
     def update(self, key: str, change: ChangeFunction, *, read: bool = False) -> Optional[Item]:
         name = self._key(key)
         counted = not read
+        exec_sent = False
         with self.client.pipeline() as pipe:
             while True:
                 try:
@@ -145,12 +149,25 @@ class RedisStore(Store):
                     if new is not DELETE and (new.expires_at is None or new.expires_at > now):
                         expires = "" if new.expires_at is None else repr(new.expires_at)
                         pipe.hset(name, mapping={"v": new.value, "n": new.version, "e": expires})
-                        if new.expires_at is not None:
-                            pipe.pexpire(name, max(1, int((new.expires_at - now) * 1000)))
+                        ttl_ms = redis_ttl_ms(new.expires_at, now)
+                        if ttl_ms is not None:
+                            pipe.pexpire(name, ttl_ms)
+                    exec_sent = True
                     pipe.execute()
                     break
-                except WatchError:
+                except WatchError as error:
+                    if isinstance(error.__context__, UNREACHABLE):
+                        # redis-py reports a lost connection while watching as a WatchError.
+                        abandon(pipe)
+                        if exec_sent:  # Redis may still run that EXEC: never send it again
+                            raise outcome_unknown(error.__context__) from error
+                        raise StoreUnavailable(f"redis: {error.__context__}") from error
                     continue  # another writer changed the key: read it again
+                except UNREACHABLE as error:
+                    abandon(pipe)
+                    if exec_sent:
+                        raise outcome_unknown(error) from error
+                    raise
         if new is None:
             return current
         return None if new is DELETE else new
@@ -188,6 +205,45 @@ class RedisStore(Store):
             evictions=info.get("evicted_keys", 0),
             expired=info.get("expired_keys", 0),
         )
+
+    @_translating
+    def delete_prefix(self, prefix: str) -> int:
+        deleted = 0
+        batch: list[bytes] = []
+        for name in self.client.scan_iter(match=self._pattern(prefix), count=SCAN_BATCH):
+            batch.append(name)
+            if len(batch) >= SCAN_BATCH:
+                deleted += self.client.unlink(*batch)
+                batch = []
+        if batch:
+            deleted += self.client.unlink(*batch)
+        return deleted
+
+    @_translating
+    def scan(self, prefix: str, cursor: str, limit: int) -> tuple[list[str], str]:
+        if not (cursor.isascii() and cursor.isdigit()):
+            raise UnknownCursor(f"unknown cursor {cursor[:40]!r}; start again at 0")
+        try:
+            next_cursor, names = self.client.scan(
+                int(cursor), match=self._pattern(prefix), count=limit
+            )
+        except ResponseError as error:  # a number Redis never gave as a cursor
+            raise UnknownCursor(f"unknown cursor {cursor[:40]!r}: {error}") from None
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hmget(name, FIELDS)
+        now = self.clock()
+        start = len(self._key(""))
+        live = [
+            name[start:].decode("utf-8")
+            for name, fields in zip(names, pipe.execute())
+            if self._item(fields, now) is not None
+        ]
+        return live, str(next_cursor)
+
+    def _pattern(self, prefix: str) -> str:
+        """The SCAN pattern of this namespace's items whose key starts with `prefix`."""
+        return self._key(GLOB_SPECIAL.sub(r"\\\g<0>", prefix)) + "*"
 
     def close(self) -> None:
         self.client.close()

@@ -30,8 +30,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_redis_server(port: int) -> subprocess.Popen:
-    """A throwaway redis-server on loopback: no persistence, nothing written to disk."""
+def start_redis_server(port: int, *options: str) -> subprocess.Popen:
+    """A throwaway redis-server on loopback: no persistence, nothing written to disk.
+
+    `options` are more redis-server arguments (`--enable-debug-command`, `local`).
+    """
     command = [
         "redis-server",
         "--port",
@@ -42,6 +45,7 @@ def start_redis_server(port: int) -> subprocess.Popen:
         "",
         "--appendonly",
         "no",
+        *options,
     ]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL)
 

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional
 
 from ..errors import PreconditionFailed, Refusal, Unavailable, ValueTooLarge
 from ..params import Parameter, Params, check_value
-from ..store import Change, Item, ItemTooLarge, Store, StoreUnavailable
+from ..store import (
+    Change,
+    Item,
+    ItemTooLarge,
+    Store,
+    StoreUnavailable,
+    WriteOutcomeUnknown,
+)
 
 if TYPE_CHECKING:
     from ..registry import Registry
@@ -168,5 +175,9 @@ def run(command: type[Command], store: Store, params: Params) -> Result:
         return instance.apply(store, instance.validate(params))
     except Refusal as error:
         return refused(error)
+    except WriteOutcomeUnknown as error:
+        return refused(
+            Unavailable(f"the store did not confirm the write; its outcome is unknown ({error})")
+        )
     except StoreUnavailable as error:
         return refused(Unavailable(f"the store is unavailable; nothing was done ({error})"))
