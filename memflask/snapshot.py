@@ -1,33 +1,86 @@
 """Warm restarts: the memory store saved to a versioned JSON file, and loaded at start.
 
-The format is plain JSON, so loading one can never run code (no pickle):
+The format is plain JSON, so loading one can never run code (no pickle). Version 2 is
+written one item a line, so that it can be read a line at a time and stays valid JSON:
 
-    {"format": "memflask-snapshot", "version": 1, "saved_at": 1767225600.0,
-     "items": [["key", "value", 1767229200.0], ["other", "value", null], ...]}
+    {"format":"memflask-snapshot","version":2,"saved_at":1767225600.0,"items":[
+    ["key","value",1767229200.0],
+    ["other","value",null]
+    ]}
 
 Items are listed least recently used first and keep their absolute expiry times.
 A save writes a temporary file beside the snapshot, fsyncs it and renames it over the
 old one, so a crash mid-save leaves the previous snapshot whole (the next start removes
 the temporary file it left). Writes made after the last save are lost on a crash: a
 snapshot is a warm start, not durability.
+
+A snapshot is input like any other, and never stops the server from starting:
+
+- Each item is checked against the settings (a non-empty key of at most MAX_KEY_BYTES and
+  a value of at most MAX_VALUE_BYTES, both strict UTF-8; an expiry that is null or a
+  finite number). A bad item is skipped and counted in one warning; the rest is restored.
+- A file that cannot be read as a snapshot at all (another format or version, not JSON,
+  nested too deep, cut short) is moved aside (`<name>.corrupt-<time>`) with a warning,
+  and the store starts empty.
+- Loading holds one line at a time, and no line longer than the longest item the limits
+  allow: an over-long line is skipped in chunks, never held whole. The store's own caps
+  bound the rest.
+
+Why one item a line rather than a streaming JSON parser (ijson): such a parser still hands
+over each string whole, so a 512 MiB value would still be held in full before any cap
+could refuse it; reading lines with a length cap bounds memory with the standard library
+alone. Version 1 files (the whole document on one line) are still read, whole, up to
+MAX_VERSION_1_BYTES; a larger one is refused and moved aside. The next save writes
+version 2.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
+import stat
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import IO, Any, Iterator, Optional
 
 from .store import MemoryStore
 
 FORMAT = "memflask-snapshot"
-VERSION = 1
+VERSION = 2
+
+KIB = 1024
+MIB = 1024 * KIB
+
+# The settings' defaults (config.DEFAULTS), repeated rather than imported: config brings
+# in Flask, and a test keeps the two equal.
+DEFAULT_MAX_KEY_BYTES = 250
+DEFAULT_MAX_VALUE_BYTES = MIB
+
+# A version 1 file is parsed whole, so it is read only up to this size.
+MAX_VERSION_1_BYTES = 128 * MIB
+
+# The version 2 header names the format, version and time: far below this.
+MAX_HEADER_BYTES = 4 * KIB
+# JSON may spell one byte of text as six (\u001f), and an item line adds brackets,
+# quotes, commas, an expiry and the newline to its key and value.
+JSON_BYTES_PER_TEXT_BYTE = 6
+ITEM_LINE_OVERHEAD = 64
+# How much of an over-long line is read at a time while skipping it.
+SKIP_CHUNK_BYTES = 64 * KIB
+# No expiry (Unix seconds) or version needs more digits: a longer integer is refused
+# before int() spends quadratic time on it.
+MAX_INTEGER_DIGITS = 20
+
+VERSION_2_HEADER_END = b'"items":[\n'
+END_OF_ITEMS = b"]}"
+
+Entry = tuple[str, str, Optional[float]]
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +89,38 @@ class SnapshotError(ValueError):
     """A snapshot file that cannot be read as one."""
 
 
+class BadItem(ValueError):
+    """One item that cannot be restored; its message is why, in a few words."""
+
+
+# -- saving -------------------------------------------------------------------------------------
+
+
 def save(store: MemoryStore, path: Path) -> int:
-    """Write the store's live items to `path` atomically; return how many."""
+    """Write the store's live items to `path` atomically; return how many.
+
+    An item that cannot be written as UTF-8 JSON (a lone surrogate, a NaN expiry) is
+    skipped with a warning, so one bad item never costs the others their save.
+    """
     items = store.export()
-    document = {"format": FORMAT, "version": VERSION, "saved_at": time.time(), "items": items}
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    written = 0
+    unwritable: Counter[str] = Counter()
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            json.dump(document, file, ensure_ascii=False, separators=(",", ":"))
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(_header_line())
+            separator = b""
+            for key, value, expires_at in items:
+                try:
+                    line = _item_line(key, value, expires_at)
+                except ValueError as error:
+                    unwritable[_why_unwritable(error)] += 1
+                    continue
+                file.write(separator + line)
+                separator = b",\n"
+                written += 1
+            file.write(b"\n" + END_OF_ITEMS + b"\n")
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -52,30 +128,78 @@ def save(store: MemoryStore, path: Path) -> int:
         Path(temporary).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
-    return len(items)
+    if unwritable:
+        log.warning("snapshot %s: %s could not be saved (%s)", path, *_tally(unwritable))
+    return written
 
 
-def load(store: MemoryStore, path: Path) -> int:
-    """Restore the items in `path` into `store` (expired ones dropped); return how many.
+def _header_line() -> bytes:
+    header = json.dumps(
+        {"format": FORMAT, "version": VERSION, "saved_at": time.time()}, separators=(",", ":")
+    )
+    return header[:-1].encode("ascii") + b"," + VERSION_2_HEADER_END  # `}` becomes the items
+
+
+def _item_line(key: str, value: str, expires_at: Optional[float]) -> bytes:
+    """One item as a line of JSON; ValueError if it cannot be one."""
+    text = json.dumps(
+        [key, value, expires_at], ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )
+    return text.encode("utf-8")  # strict: a lone surrogate raises UnicodeEncodeError
+
+
+def _why_unwritable(error: ValueError) -> str:
+    if isinstance(error, UnicodeEncodeError):
+        return "not UTF-8"
+    return "expiry not finite"  # the one other ValueError of json.dumps(allow_nan=False)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def load(
+    store: MemoryStore,
+    path: Path,
+    *,
+    max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    max_version_1_bytes: int = MAX_VERSION_1_BYTES,
+) -> int:
+    """Restore the items in `path` into a new, empty `store`; return how many it holds.
 
     Temporary files left by saves that were cut short are removed first. A missing file is
-    an empty start. A file that cannot be read as a snapshot is moved aside
-    (`<name>.corrupt-<time>`) with a warning, and the store starts empty, so a bad file
-    never stops the server from starting.
+    an empty start. Expired items, and items that break the limits (`max_key_bytes`,
+    `max_value_bytes`: the settings MAX_KEY_BYTES and MAX_VALUE_BYTES), are skipped; the
+    bad ones are counted in a warning. A file that cannot be read as a snapshot is moved
+    aside (`<name>.corrupt-<time>`) with a warning, and the store is left empty, so a bad
+    file never stops the server from starting.
     """
     remove_stale_temporary_files(path)
-    if not path.exists():
-        return 0
+    checker = ItemChecker(max_key_bytes, max_value_bytes)
     try:
-        items = _read(path)
-    except (OSError, SnapshotError) as error:
-        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-        os.replace(path, aside)
-        log.warning("snapshot %s unreadable (%s); moved to %s, starting empty", path, error, aside)
+        if not os.path.lexists(path):
+            return 0
+        with _open_regular_file(path) as file:
+            # Items go into the store as they are read: memory follows the store's caps,
+            # not the file's size. The store's lock is held meanwhile (no request yet).
+            held = store.restore(_read_items(file, checker, max_version_1_bytes))
+    except Exception as error:  # whatever the file holds, start-up goes on
+        store.flush()  # items restored before the failure: the warning says "empty"
+        _move_aside(path, error)
         return 0
-    restored = store.restore(items)
-    log.info("snapshot %s: restored %d of %d items", path, restored, len(items))
-    return restored
+    if checker.skipped:
+        log.warning("snapshot %s: skipped %s (%s)", path, *_tally(checker.skipped, "bad "))
+    log.info("snapshot %s: restored %d of %d items", path, held, checker.read)
+    return held
 
 
 def remove_stale_temporary_files(path: Path) -> int:
@@ -105,37 +229,219 @@ def remove_stale_temporary_files(path: Path) -> int:
     return removed
 
 
-def _read(path: Path) -> list[tuple[str, str, Optional[float]]]:
+class ItemChecker:
+    """Checks items against the limits; counts the bad ones by reason."""
+
+    def __init__(self, max_key_bytes: int, max_value_bytes: int):
+        self.max_key_bytes = max_key_bytes
+        self.max_value_bytes = max_value_bytes
+        # The longest line a valid item can take, written by save().
+        self.max_line_bytes = (
+            JSON_BYTES_PER_TEXT_BYTE * (max_key_bytes + max_value_bytes) + ITEM_LINE_OVERHEAD
+        )
+        self.read = 0
+        self.skipped: Counter[str] = Counter()
+
+    def check(self, entry: Any) -> Optional[Entry]:
+        """The item as (key, value, expires_at), or None (counted) if it is bad."""
+        self.read += 1
+        try:
+            return check_item(entry, self.max_key_bytes, self.max_value_bytes)
+        except BadItem as error:
+            self.skipped[str(error)] += 1
+            return None
+
+    def check_line(self, line: bytes) -> Optional[Entry]:
+        """Parse one item line of a version 2 file (its newline and comma removed)."""
+        try:
+            entry = _parse_json(line)
+        except SnapshotError:
+            self.read += 1
+            self.skipped["not JSON"] += 1
+            return None
+        return self.check(entry)
+
+    def skip(self, reason: str) -> None:
+        self.read += 1
+        self.skipped[reason] += 1
+
+
+def check_item(entry: Any, max_key_bytes: int, max_value_bytes: int) -> Entry:
+    """Return a snapshot item as (key, value, expires_at), or raise BadItem saying why.
+
+    The same rules as a /set: a key of 1 to `max_key_bytes` UTF-8 bytes, a value of at
+    most `max_value_bytes`, and an expiry that is null or a finite number of seconds.
+    """
+    if not (isinstance(entry, list) and len(entry) == 3):
+        raise BadItem("not a [key, value, expiry] list")
+    key, value, expires_at = entry
+    if not isinstance(key, str):
+        raise BadItem("key not text")
+    if not key:
+        raise BadItem("empty key")
+    if _utf8_length(key, max_key_bytes, "key") > max_key_bytes:
+        raise BadItem(f"key over {max_key_bytes} bytes")
+    if not isinstance(value, str):
+        raise BadItem("value not text")
+    if _utf8_length(value, max_value_bytes, "value") > max_value_bytes:
+        raise BadItem(f"value over {max_value_bytes} bytes")
+    if expires_at is None:
+        return key, value, None
+    # bool is an int to Python, but `true` is no time.
+    if isinstance(expires_at, bool) or not isinstance(expires_at, (int, float)):
+        raise BadItem("expiry not a number")
     try:
-        document: Any = json.loads(path.read_bytes())
-    except ValueError as error:  # not JSON, or not UTF-8
-        raise SnapshotError(f"not JSON: {error}") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise SnapshotError("not a memflask snapshot")
-    if document.get("version") != VERSION:
-        raise SnapshotError(f"snapshot version {document.get('version')!r}, expected {VERSION}")
+        seconds = float(expires_at)
+    except OverflowError:  # an integer past any float
+        raise BadItem("expiry not finite") from None
+    if not math.isfinite(seconds):  # NaN would stall expiry; Infinity breaks /ttl
+        raise BadItem("expiry not finite")
+    return key, value, seconds
+
+
+def _utf8_length(text: str, limit: int, what: str) -> int:
+    """Its length in strict UTF-8 (a lone surrogate is BadItem), or limit + 1 if over."""
+    if len(text) > limit:  # every character takes a byte at least: over without encoding
+        return limit + 1
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise BadItem(f"{what} not UTF-8") from None
+
+
+def _open_regular_file(path: Path) -> IO[bytes]:
+    # A FIFO or a device at the path would block the start or never end.
+    file = open(path, "rb")  # noqa: SIM115 -- returned to the caller's `with`
+    try:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise SnapshotError("not a regular file")
+    except BaseException:
+        file.close()
+        raise
+    return file
+
+
+def _read_items(file: IO[bytes], checker: ItemChecker, max_version_1_bytes: int) -> Iterator[Entry]:
+    """The file's valid items, in order; SnapshotError if it is not a snapshot."""
+    first_line = file.readline(MAX_HEADER_BYTES)
+    if first_line.endswith(VERSION_2_HEADER_END):
+        header = _parse_json(first_line[: -len(b"\n")] + END_OF_ITEMS)
+        _check_header(header, versions=(2,))
+        yield from _read_version_2_items(file, checker)
+    else:
+        file.seek(0)
+        yield from _read_version_1_items(file, checker, max_version_1_bytes)
+
+
+def _read_version_2_items(file: IO[bytes], checker: ItemChecker) -> Iterator[Entry]:
+    """One item a line, up to the line that ends the list."""
+    while True:
+        line = file.readline(checker.max_line_bytes)
+        if not line:
+            raise SnapshotError("cut short: the item list has no end")
+        if not line.endswith(b"\n") and len(line) == checker.max_line_bytes:
+            _skip_rest_of_line(file)
+            checker.skip("longer than any item within the limits")
+            continue
+        line = line.rstrip(b"\n")
+        if line == END_OF_ITEMS:
+            return
+        entry = checker.check_line(line[:-1] if line.endswith(b",") else line)
+        if entry is not None:
+            yield entry
+
+
+def _skip_rest_of_line(file: IO[bytes]) -> None:
+    while True:
+        chunk = file.readline(SKIP_CHUNK_BYTES)
+        if not chunk or chunk.endswith(b"\n"):
+            return
+
+
+def _read_version_1_items(
+    file: IO[bytes], checker: ItemChecker, max_version_1_bytes: int
+) -> Iterator[Entry]:
+    """The whole document at once, as memflask wrote before version 2: read whole."""
+    too_large = SnapshotError(
+        f"not version 2, and a version 1 snapshot is read whole only up to "
+        f"{max_version_1_bytes} bytes (MAX_VERSION_1_BYTES)"
+    )
+    if os.fstat(file.fileno()).st_size > max_version_1_bytes:
+        raise too_large
+    content = file.read(max_version_1_bytes + 1)
+    if len(content) > max_version_1_bytes:  # it grew since
+        raise too_large
+    document = _parse_json(content)
+    del content
+    # Version 2 too: the same document, its lines joined (by a JSON tool, say).
+    _check_header(document, versions=(1, 2))
     items = document.get("items")
     if not isinstance(items, list):
         raise SnapshotError("no item list")
     for entry in items:
-        if not (
-            isinstance(entry, list)
-            and len(entry) == 3
-            and isinstance(entry[0], str)
-            and isinstance(entry[1], str)
-            and (entry[2] is None or isinstance(entry[2], (int, float)))
-        ):
-            raise SnapshotError(f"malformed item {str(entry)[:80]}")
-    return [(key, value, expires_at) for key, value, expires_at in items]
+        checked = checker.check(entry)
+        if checked is not None:
+            yield checked
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable."""
-    descriptor = os.open(directory, os.O_RDONLY)
+def _check_header(document: Any, versions: tuple[int, ...]) -> None:
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise SnapshotError("not a memflask snapshot")
+    version = document.get("version")
+    if type(version) is not int or version not in versions:
+        expected = " or ".join(str(known) for known in versions)
+        raise SnapshotError(f"snapshot version {version!r}, expected {expected}")
+
+
+def _parse_json(text: bytes) -> Any:
+    """json.loads, with every way it can fail as SnapshotError."""
     try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        return json.loads(text, parse_int=_parse_bounded_int)
+    except RecursionError:  # nested deeper than the interpreter's stack allows
+        raise SnapshotError("not JSON: nested too deep") from None
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise SnapshotError(f"not JSON: {error}") from None
+
+
+def _parse_bounded_int(digits: str) -> float:
+    # Too long for any expiry or version: read as infinity, which check_item refuses.
+    return int(digits) if len(digits) <= MAX_INTEGER_DIGITS else math.inf
+
+
+def _move_aside(path: Path, error: Exception) -> None:
+    if isinstance(error, (SnapshotError, OSError)):
+        reason = str(error)
+    else:  # not a shape of file we know: keep the traceback for a bug report
+        log.error("snapshot %s: unexpected error while loading", path, exc_info=error)
+        reason = f"{type(error).__name__}: {error}"
+    moment = int(time.time())
+    aside = path.with_name(f"{path.name}.corrupt-{moment}")
+    for attempt in range(2, 100):  # never over an earlier one of the same second
+        if not os.path.lexists(aside):
+            break
+        aside = path.with_name(f"{path.name}.corrupt-{moment}-{attempt}")
+    try:
+        os.replace(path, aside)
+    except OSError as move_error:
+        log.error(
+            "snapshot %s unreadable (%s), and it cannot be moved aside (%s); starting empty",
+            path,
+            reason,
+            move_error,
+        )
+        return
+    log.warning("snapshot %s unreadable (%s); moved to %s, starting empty", path, reason, aside)
+
+
+def _tally(reasons: Counter[str], adjective: str = "") -> tuple[str, str]:
+    """("2 bad items", "value over 1024 bytes: 1, key not UTF-8: 1"), for a warning."""
+    total = sum(reasons.values())
+    counted = f"{total} {adjective}{'item' if total == 1 else 'items'}"
+    by_count = sorted(reasons.items(), key=lambda reason_count: (-reason_count[1], reason_count[0]))
+    return counted, ", ".join(f"{reason}: {count}" for reason, count in by_count)
+
+
+# -- saving periodically ------------------------------------------------------------------------
 
 
 class PeriodicSaver:

@@ -1,4 +1,9 @@
-"""Warm restarts: snapshots saved atomically, loaded with expiry kept, corrupt ones survived."""
+"""Warm restarts: snapshots saved atomically, loaded with expiry kept, corrupt ones survived.
+
+A snapshot file is input like any other: whatever it holds, start-up goes on (bad items
+skipped and counted, an unreadable file moved aside) and loading holds about one item at a
+time, not the file.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 
 import pytest
 
-from memflask import create_app, snapshot
+from memflask import config, create_app, snapshot
 from memflask.lifecycle import Lifecycle
 from memflask.snapshot import FORMAT, PeriodicSaver, load, save
 from memflask.store import Item, MemoryStore
@@ -57,28 +63,49 @@ def test_the_file_is_versioned_json_and_no_temporary_file_is_left(tmp_path, cloc
     fill(store, clock)
     save(store, tmp_path / "s")
     save(store, tmp_path / "s")
-    document = json.loads((tmp_path / "s").read_text(encoding="utf-8"))
-    assert (document["format"], document["version"]) == (FORMAT, 1)
+    text = (tmp_path / "s").read_text(encoding="utf-8")
+    document = json.loads(text)
+    assert (document["format"], document["version"]) == (FORMAT, 2)
     assert [item[0] for item in document["items"]] == ["old", "expiring", "new"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["s"]
+    # One item a line, so a loader can read it line by line: header, items, end.
+    lines = text.splitlines()
+    assert lines[0].endswith('"items":[') and lines[-1] == "]}"
+    assert [json.loads(line.rstrip(","))[0] for line in lines[1:-1]] == ["old", "expiring", "new"]
 
 
 def test_a_missing_snapshot_is_an_empty_start(tmp_path, clock):
     assert load(MemoryStore(clock=clock), tmp_path / "none") == 0
 
 
-@pytest.mark.parametrize(
-    "content",
-    [
-        b"\x80\x04pickled?",
-        b"{not json",
-        b'{"format": "something-else", "version": 1, "items": []}',
-        b'{"format": "memflask-snapshot", "version": 99, "items": []}',
-        b'{"format": "memflask-snapshot", "version": 1, "items": [["k", 5, null]]}',
-        b'{"format": "memflask-snapshot", "version": 1, "items": {"k": "v"}}',
-        b"[]",
-    ],
-)
+# Files that cannot be read as a snapshot, by what is wrong with them.
+UNREADABLE = {
+    "pickle": b"\x80\x04pickled?",
+    "not JSON": b"{not json",
+    "another format": b'{"format": "something-else", "version": 1, "items": []}',
+    "an unknown version": b'{"format": "memflask-snapshot", "version": 99, "items": []}',
+    "items not a list": b'{"format": "memflask-snapshot", "version": 1, "items": {"k": "v"}}',
+    "not an object": b"[]",
+    # Nested past the interpreter's recursion limit: json.loads raises RecursionError.
+    "nested 100,000 deep": b"[" * 100_000 + b"]" * 100_000,
+    "items nested 100,000 deep": b'{"format": "memflask-snapshot", "version": 1, "items": '
+    + b"[" * 100_000
+    + b"]" * 100_000
+    + b"}",
+    # Version 2: a header line, then one item a line, then the end of the list.
+    "v2 header, unknown version": (
+        b'{"format":"memflask-snapshot","version":99,"saved_at":0,"items":[\n]}\n'
+    ),
+    "v2 header, another format": (
+        b'{"format":"something-else","version":2,"saved_at":0,"items":[\n]}\n'
+    ),
+    "v2, cut short": (
+        b'{"format":"memflask-snapshot","version":2,"saved_at":0,"items":[\n["k","v",null],\n'
+    ),
+}
+
+
+@pytest.mark.parametrize("content", UNREADABLE.values(), ids=UNREADABLE.keys())
 def test_a_corrupt_snapshot_is_moved_aside_and_the_app_starts_empty(tmp_path, content, caplog):
     (tmp_path / "cache.snapshot").write_bytes(content)
     with caplog.at_level(logging.WARNING, logger="memflask.snapshot"):
@@ -174,6 +201,233 @@ def test_kill_term_and_restart_keeps_the_data(tmp_path):
         second.wait(timeout=30)
 
 
+# -- hostile or damaged snapshots -------------------------------------------------------------
+
+SMALL_LIMITS = {"max_key_bytes": 16, "max_value_bytes": 4096}
+HEADER_2 = b'{"format":"memflask-snapshot","version":2,"saved_at":0,"items":[\n'
+
+
+def write_version_1(path, items: list[bytes]) -> None:
+    """The format memflask wrote before version 2: the whole document on one line."""
+    path.write_bytes(
+        b'{"format":"memflask-snapshot","version":1,"saved_at":0,"items":['
+        + b",".join(items)
+        + b"]}"
+    )
+
+
+def write_version_2(path, items: list[bytes]) -> None:
+    path.write_bytes(HEADER_2 + b",\n".join(items) + b"\n]}\n")
+
+
+# Each is one item's JSON text, as a file may hold it, and why it must not be restored.
+BAD_ITEMS = {
+    "lone surrogate in the value": rb'["bad", "\ud800", null]',
+    "lone surrogate in the key": rb'["\udfff", "v", null]',
+    "NaN expiry": b'["bad", "v", NaN]',
+    "Infinity expiry": b'["bad", "v", Infinity]',
+    "-Infinity expiry": b'["bad", "v", -Infinity]',
+    "1e400 expiry (reads as inf)": b'["bad", "v", 1e400]',
+    "10**400 expiry (float() overflows)": b'["bad", "v", 1' + b"0" * 400 + b"]",
+    "boolean expiry": b'["bad", "v", true]',
+    "text expiry": b'["bad", "v", "tomorrow"]',
+    "empty key": b'["", "v", null]',
+    "key over MAX_KEY_BYTES": b'["' + b"k" * 17 + b'", "v", null]',
+    "key over MAX_KEY_BYTES in UTF-8 bytes": '["ééééééééé", "v", null]'.encode(),
+    "value over MAX_VALUE_BYTES": b'["bad", "' + b"v" * 4097 + b'", null]',
+    "number value": b'["bad", 5, null]',
+    "number key": b'[5, "v", null]',
+    "two fields": b'["bad", "v"]',
+    "four fields": b'["bad", "v", null, null]',
+    "an object": b'{"bad": "v"}',
+    "a string": b'"bad"',
+}
+
+
+@pytest.mark.parametrize("write", [write_version_1, write_version_2], ids=["v1", "v2"])
+@pytest.mark.parametrize("bad", BAD_ITEMS.values(), ids=BAD_ITEMS.keys())
+def test_a_bad_item_is_skipped_counted_and_the_others_restored(tmp_path, clock, caplog, write, bad):
+    path = tmp_path / "s"
+    write(path, [b'["before", "1", null]', bad, b'["after", "2", null]'])
+    store = MemoryStore(clock=clock)
+    with caplog.at_level(logging.WARNING, logger="memflask.snapshot"):
+        assert load(store, path, **SMALL_LIMITS) == 2
+    assert [key for key, _, _ in store.export()] == ["before", "after"]
+    assert "skipped 1 bad item" in caplog.text
+    assert path.read_bytes().startswith(b"{")  # kept in place: only its bad item was dropped
+
+
+V2_ONLY_BAD_LINES = {
+    "not JSON": b"[not json",
+    "invalid UTF-8": b'["bad", "\xff\xfe", null]',
+    "nested 100,000 deep": b"[" * 100_000 + b"]" * 100_000,
+    "line longer than any item within the limits": b'["bad", "' + b"\\u0000" * 5000 + b'", null]',
+}
+
+
+@pytest.mark.parametrize("bad", V2_ONLY_BAD_LINES.values(), ids=V2_ONLY_BAD_LINES.keys())
+def test_a_bad_line_in_a_version_2_file_is_a_skipped_item(tmp_path, clock, caplog, bad):
+    path = tmp_path / "s"
+    write_version_2(path, [b'["before", "1", null]', bad, b'["after", "2", null]'])
+    store = MemoryStore(clock=clock)
+    with caplog.at_level(logging.WARNING, logger="memflask.snapshot"):
+        assert load(store, path, **SMALL_LIMITS) == 2
+    assert [key for key, _, _ in store.export()] == ["before", "after"]
+    assert "skipped 1 bad item" in caplog.text
+
+
+def test_the_settings_defaults_are_the_loaders_defaults():
+    assert config.DEFAULTS["MAX_KEY_BYTES"] == snapshot.DEFAULT_MAX_KEY_BYTES
+    assert config.DEFAULTS["MAX_VALUE_BYTES"] == snapshot.DEFAULT_MAX_VALUE_BYTES
+
+
+def test_the_issues_snapshot_neither_poisons_the_app_nor_its_stop(tmp_path, caplog):
+    """The reproduction: a lone surrogate, infinite and NaN expiries in a version 1 file."""
+    path = tmp_path / "cache.snapshot"
+    later = str(time.time() + 3600).encode()
+    write_version_1(
+        path,
+        [
+            rb'["surrogate", "\ud800", null]',
+            b'["infinite", "v", Infinity]',
+            b'["huge", "v", 1' + b"0" * 400 + b"]",
+            b'["nan", "v", NaN]',
+            b'["good", "kept", ' + later + b"]",
+        ],
+    )
+    with caplog.at_level(logging.WARNING, logger="memflask.snapshot"):
+        app = create_app(
+            {"APP_ENV": "production", "SNAPSHOT_PATH": str(path), "SNAPSHOT_INTERVAL": 0}
+        )
+    client = app.test_client()
+    assert client.get("/get?key=good").data == b"kept"
+    for key in ("surrogate", "infinite", "huge", "nan"):
+        assert client.get(f"/get?key={key}").status_code == 404
+        assert client.get(f"/ttl?key={key}").status_code == 404
+    assert "skipped 4 bad items" in caplog.text
+    app.extensions["memflask"].lifecycle.shutdown()  # the last save: must not raise
+    assert [item[0] for item in json.loads(path.read_text())["items"]] == ["good"]
+
+
+def test_expiry_goes_on_after_a_snapshot_with_a_nan_expiry(tmp_path, clock):
+    """A NaN at the top of the expiry heap compared false forever: nothing expired again."""
+    path = tmp_path / "s"
+    soon = str(clock.now + 1).encode()
+    write_version_1(path, [b'["nan", "v", NaN]', b'["soon", "v", ' + soon + b"]"])
+    store = MemoryStore(clock=clock)
+    load(store, path)
+    clock.tick(2)
+    assert store.stats()["keyCount"] == 0
+
+
+def test_a_value_over_the_cap_is_skipped_without_holding_the_file(tmp_path, clock):
+    """Streaming: a 4 MiB value under a 4 KiB cap is never held whole, nor is the file."""
+    path = tmp_path / "s"
+    huge_value = b"v" * (4 * 1024 * 1024)
+    write_version_2(path, [b'["before", "1", null]', b'["huge", "' + huge_value + b'", null]'])
+    del huge_value
+    file_size = path.stat().st_size
+    store = MemoryStore(clock=clock)
+    tracemalloc.start()
+    try:
+        restored = load(store, path, **SMALL_LIMITS)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert restored == 1 and store.peek("huge") is None
+    assert peak < file_size / 4, f"peak {peak} bytes while loading a {file_size} byte file"
+
+
+def test_many_items_load_one_at_a_time(tmp_path, clock):
+    """The loader's memory follows the store (here: 10 keys), not the file (20,000 items)."""
+    path = tmp_path / "s"
+    write_version_2(path, [f'["k{n}", "{"v" * 200}", null]'.encode() for n in range(20_000)])
+    store = MemoryStore(max_keys=10, clock=clock)
+    tracemalloc.start()
+    try:
+        load(store, path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [key for key, _, _ in store.export()] == [f"k{n}" for n in range(19_990, 20_000)]
+    assert peak < path.stat().st_size / 8, f"peak {peak} bytes for {path.stat().st_size}"
+
+
+def test_a_version_1_file_over_the_cap_is_moved_aside_unread(tmp_path, clock, caplog):
+    path = tmp_path / "cache.snapshot"
+    write_version_1(path, [b'["k", "' + b"v" * (2 * 1024 * 1024) + b'", null]'])
+    store = MemoryStore(clock=clock)
+    tracemalloc.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="memflask.snapshot"):
+            assert load(store, path, max_version_1_bytes=1024 * 1024) == 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 1024
+    assert "version 1" in caplog.text and "1048576" in caplog.text
+    assert [entry.name.startswith("cache.snapshot.corrupt-") for entry in tmp_path.iterdir()] == [
+        True
+    ]
+
+
+def test_a_version_1_file_still_loads(tmp_path, clock):
+    path = tmp_path / "s"
+    later = str(clock.now + 60).encode()
+    write_version_1(path, [b'["a", "1", null]', '["b", "ünï", '.encode() + later + b"]"])
+    store = MemoryStore(clock=clock)
+    assert load(store, path) == 2
+    assert store.export() == [("a", "1", None), ("b", "ünï", clock.now + 60)]
+
+
+def test_a_truncated_version_2_file_is_moved_aside_and_nothing_kept(tmp_path, clock, caplog):
+    path = tmp_path / "cache.snapshot"
+    write_version_2(path, [b'["a", "1", null]', b'["b", "2", null]'])
+    path.write_bytes(path.read_bytes()[: -len(b"\n]}\n")])  # a save cut short
+    store = MemoryStore(clock=clock)
+    with caplog.at_level(logging.WARNING, logger="memflask.snapshot"):
+        assert load(store, path) == 0
+    assert store.export() == []
+    assert "unreadable" in caplog.text
+    assert [entry.name.startswith("cache.snapshot.corrupt-") for entry in tmp_path.iterdir()] == [
+        True
+    ]
+
+
+def test_save_skips_items_that_cannot_be_written_and_keeps_the_rest(tmp_path, clock, caplog):
+    store = MemoryStore(clock=clock)
+    store.update("good", lambda current, now: Item("v"))
+    store.update("surrogate", lambda current, now: Item("\ud800"))
+    store.update("infinite", lambda current, now: Item("v", float("inf")))
+    with caplog.at_level(logging.WARNING, logger="memflask.snapshot"):
+        assert save(store, tmp_path / "s") == 1
+    assert json.loads((tmp_path / "s").read_text())["items"] == [["good", "v", None]]
+    assert "2 items could not be saved (expiry not finite: 1, not UTF-8: 1)" in caplog.text
+
+
+def test_temporary_files_of_interrupted_saves_are_removed_at_load(tmp_path, clock):
+    path = tmp_path / "cache.snapshot"
+    save(MemoryStore(clock=clock), path)
+    stale = [tmp_path / ".cache.snapshot.ab_c1234", tmp_path / ".cache.snapshot.zzzzzzzz"]
+    kept = [
+        tmp_path / "cache.snapshot.corrupt-1700000000",  # for the operator to look at
+        tmp_path / ".cache.snapshot.notes.txt",  # not the temporary files' pattern
+        tmp_path / ".other.snapshot.ab_c1234",  # another snapshot's
+    ]
+    for file in stale + kept:
+        file.write_bytes(b'{"format":"memflask-snapshot","vers')
+    load(MemoryStore(clock=clock), path)
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == sorted(
+        file.name for file in [path, *kept]
+    )
+
+
+def test_temporary_files_are_removed_even_without_a_snapshot(tmp_path, clock):
+    (tmp_path / ".cache.snapshot.k1l2m3n4").write_bytes(b"{")
+    assert load(MemoryStore(clock=clock), tmp_path / "cache.snapshot") == 0
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_saver_thread_survives_a_failed_save(tmp_path, clock, monkeypatch, caplog):
     calls = []
     real_save = snapshot.save
@@ -213,24 +467,38 @@ def test_a_clean_stop_goes_on_when_the_last_save_fails(tmp_path, clock, monkeypa
     assert "save failed" in caplog.text
 
 
-def test_temporary_files_of_interrupted_saves_are_removed_at_load(tmp_path, clock):
+def test_a_poisoned_snapshot_then_sigterm_exits_0_and_keeps_the_good_items(tmp_path):
+    """A real server on the issue's file: /get answers, SIGTERM saves and exits 0."""
     path = tmp_path / "cache.snapshot"
-    save(MemoryStore(clock=clock), path)
-    stale = [tmp_path / ".cache.snapshot.ab_c1234", tmp_path / ".cache.snapshot.zzzzzzzz"]
-    kept = [
-        tmp_path / "cache.snapshot.corrupt-1700000000",  # for the operator to look at
-        tmp_path / ".cache.snapshot.notes.txt",  # not the temporary files' pattern
-        tmp_path / ".other.snapshot.ab_c1234",  # another snapshot's
-    ]
-    for file in stale + kept:
-        file.write_bytes(b'{"format":"memflask-snapshot","vers')
-    load(MemoryStore(clock=clock), path)
-    assert sorted(entry.name for entry in tmp_path.iterdir()) == sorted(
-        file.name for file in [path, *kept]
+    write_version_1(path, [rb'["surrogate", "\ud800", null]', b'["good", "kept", null]'])
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "APP_ENV": "production",
+        "MEMFLASK_SNAPSHOT_PATH": str(path),
+        "MEMFLASK_SNAPSHOT_INTERVAL": "0",
+    }
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "memflask"], cwd=ROOT, env={**environment, "PORT": str(port)}
     )
+    try:
+        wait_until_serving(port, server)
+        assert get(port, "good") == (200, b"kept")
+        assert get(port, "surrogate")[0] == 404
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=30)
+    assert json.loads(path.read_text())["items"] == [["good", "kept", None]]
 
 
-def test_temporary_files_are_removed_even_without_a_snapshot(tmp_path, clock):
-    (tmp_path / ".cache.snapshot.k1l2m3n4").write_bytes(b"{")
-    assert load(MemoryStore(clock=clock), tmp_path / "cache.snapshot") == 0
-    assert list(tmp_path.iterdir()) == []
+def test_a_file_moved_aside_never_replaces_an_earlier_one(tmp_path, clock, monkeypatch):
+    monkeypatch.setattr(snapshot.time, "time", lambda: 1_700_000_000.5)
+    path = tmp_path / "cache.snapshot"
+    for content in (b"first", b"second"):
+        path.write_bytes(content)
+        load(MemoryStore(clock=clock), path)
+    assert (tmp_path / "cache.snapshot.corrupt-1700000000").read_bytes() == b"first"
+    assert (tmp_path / "cache.snapshot.corrupt-1700000000-2").read_bytes() == b"second"
