@@ -21,10 +21,22 @@ log = logging.getLogger(__name__)
 class Lifecycle:
     """Starts and stops an app's background parts."""
 
-    def __init__(self, store: Store, snapshot_path: Optional[Path], snapshot_interval: float):
+    def __init__(
+        self,
+        store: Store,
+        snapshot_path: Optional[Path],
+        snapshot_interval: float,
+        *,
+        max_key_bytes: int = snapshot.DEFAULT_MAX_KEY_BYTES,
+        max_value_bytes: int = snapshot.DEFAULT_MAX_VALUE_BYTES,
+    ):
+        """`max_key_bytes` and `max_value_bytes` are the settings MAX_KEY_BYTES and
+        MAX_VALUE_BYTES: a snapshot's items over them are not restored."""
         self.store = store
         self.snapshot_path = snapshot_path
         self.snapshot_interval = snapshot_interval
+        self.max_key_bytes = max_key_bytes
+        self.max_value_bytes = max_value_bytes
         self.saver: Optional[snapshot.PeriodicSaver] = None
         self.restored: Optional[int] = None  # items restored from the snapshot, when on
         self._lock = threading.Lock()
@@ -37,7 +49,12 @@ class Lifecycle:
                 return
             self._started = True
             if self.snapshot_path is not None and isinstance(self.store, MemoryStore):
-                self.restored = snapshot.load(self.store, self.snapshot_path)
+                self.restored = snapshot.load(
+                    self.store,
+                    self.snapshot_path,
+                    max_key_bytes=self.max_key_bytes,
+                    max_value_bytes=self.max_value_bytes,
+                )
                 self.saver = snapshot.PeriodicSaver(
                     self.store, self.snapshot_path, self.snapshot_interval
                 )

@@ -467,6 +467,15 @@ def test_a_clean_stop_goes_on_when_the_last_save_fails(tmp_path, clock, monkeypa
     assert "save failed" in caplog.text
 
 
+def test_lifecycle_loads_with_the_limits_it_is_given(tmp_path, clock):
+    path = tmp_path / "s"
+    write_version_2(path, [b'["small", "v", null]', b'["large", "' + b"v" * 100 + b'", null]'])
+    lifecycle = Lifecycle(MemoryStore(clock=clock), path, 0, max_key_bytes=250, max_value_bytes=10)
+    lifecycle.startup()
+    assert lifecycle.restored == 1
+    assert lifecycle.store.peek("large") is None
+
+
 def test_a_poisoned_snapshot_then_sigterm_exits_0_and_keeps_the_good_items(tmp_path):
     """A real server on the issue's file: /get answers, SIGTERM saves and exits 0."""
     path = tmp_path / "cache.snapshot"
