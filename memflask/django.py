@@ -18,9 +18,9 @@ backends refuse theirs: the server would answer 400.
 
 Values are serialised as Django's Redis backend does: integers as plain text, so `incr`
 and `decr` run atomically on the server, and everything else pickled; memflask stores
-text, so the pickle travels in base64 behind a "!" marker (the format of
-memflask.caching). As with every pickle-based cache, whoever can write to the cache can
-run code in the app that reads it: give the server a token, keep it on a trusted network.
+text, so the pickle travels in base64 behind a "!" marker. As with every pickle-based
+cache, whoever can write to the cache can run code in the app that reads it: give the
+server a token, keep it on a trusted network.
 
 Importing this module imports Django's cache base (the `memflask[django]` extra) and
 memflask.client; `import django` here is the Django package, as imports are absolute.

@@ -738,3 +738,15 @@ def test_cache_page_serves_a_view_from_memflask(cache, server):
     assert len(calls) == 1
     assert second.cookies["foo"].value == "bar"
     assert any(key.startswith(":1:views.decorators.cache") for key in server.iter_keys(":1:"))
+
+
+def test_the_cache_session_backend_keeps_sessions_in_memflask(cache, server):
+    from django.contrib.sessions.backends.cache import SessionStore
+
+    session = SessionStore()
+    session["user"] = "alice"
+    session.save()
+    assert server.get(cache.make_key(session.cache_key)) is not None
+    assert SessionStore(session.session_key)["user"] == "alice"
+    session.flush()
+    assert SessionStore(session.session_key).get("user") is None
