@@ -57,7 +57,13 @@ def create_app(
     if app.config["SNAPSHOT_PATH"]:
         # Relative to the instance folder; an absolute path stays absolute.
         snapshot_path = Path(app.instance_path) / app.config["SNAPSHOT_PATH"]
-    lifecycle = Lifecycle(store, snapshot_path, app.config["SNAPSHOT_INTERVAL"])
+    lifecycle = Lifecycle(
+        store,
+        snapshot_path,
+        app.config["SNAPSHOT_INTERVAL"],
+        max_key_bytes=app.config["MAX_KEY_BYTES"],
+        max_value_bytes=app.config["MAX_VALUE_BYTES"],
+    )
     state = State(
         store, context, access, Metrics(store), lifecycle, app.config["MAX_CONTENT_LENGTH"]
     )
