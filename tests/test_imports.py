@@ -41,6 +41,8 @@ def top_level_names_imported_by(module: str) -> set[str]:
         # The client needs urllib3 alone; the cache backend adds cachelib.
         ("memflask.client", SERVER_PACKAGES | {"cachelib"}),
         ("memflask.caching", SERVER_PACKAGES),
+        ("memflask.aio", SERVER_PACKAGES | {"cachelib", "django"}),
+        ("memflask.django", SERVER_PACKAGES | {"cachelib", "httpx"}),
     ],
 )
 def test_light_module_imports_none_of_the_server_packages(module, forbidden):
