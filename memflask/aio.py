@@ -155,12 +155,12 @@ class AsyncClient:
         """Remove every key that starts with `prefix` (not empty); answer how many."""
         if not prefix:
             raise ValueError("delete_prefix needs a prefix; flush_all() removes every key")
-        return json.loads((await self._call("flush", {"prefix": prefix}))[1])["deleted"]
+        return json.loads((await self._call("flush", {"prefix": prefix}))[1])["flushed"]
 
     async def scan(
-        self, prefix: str = "", cursor: str = "0", limit: int = 100
+        self, prefix: str = "", cursor: str = "", limit: int = 100
     ) -> tuple[list[str], str]:
-        """One page of keys starting with `prefix` and the next cursor ("0": done)."""
+        """One page of keys starting with `prefix` and the next cursor (empty: done)."""
         fields = {"prefix": prefix, "cursor": cursor, "limit": limit}
         page = json.loads((await self._call("keys", fields))[1])
         return page["keys"], page["cursor"]
@@ -170,12 +170,12 @@ class AsyncClient:
 
         A key present for the whole iteration comes at least once; one may come twice.
         """
-        cursor = "0"
+        cursor = ""
         while True:
             keys, cursor = await self.scan(prefix, cursor, limit)
             for key in keys:
                 yield key
-            if cursor == "0":
+            if not cursor:
                 return
 
     async def close(self) -> None:

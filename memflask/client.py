@@ -190,10 +190,10 @@ class Client:
         """Remove every key that starts with `prefix` (not empty); answer how many."""
         if not prefix:
             raise ValueError("delete_prefix needs a prefix; flush_all() removes every key")
-        return json.loads(self._call("flush", {"prefix": prefix})[1])["deleted"]
+        return json.loads(self._call("flush", {"prefix": prefix})[1])["flushed"]
 
-    def scan(self, prefix: str = "", cursor: str = "0", limit: int = 100) -> tuple[list[str], str]:
-        """One page of keys starting with `prefix` and the next cursor ("0": done)."""
+    def scan(self, prefix: str = "", cursor: str = "", limit: int = 100) -> tuple[list[str], str]:
+        """One page of keys starting with `prefix` and the next cursor (empty: done)."""
         fields = {"prefix": prefix, "cursor": cursor, "limit": limit}
         page = json.loads(self._call("keys", fields)[1])
         return page["keys"], page["cursor"]
@@ -203,11 +203,11 @@ class Client:
 
         A key present for the whole iteration comes at least once; one may come twice.
         """
-        cursor = "0"
+        cursor = ""
         while True:
             keys, cursor = self.scan(prefix, cursor, limit)
             yield from keys
-            if cursor == "0":
+            if not cursor:
                 return
 
     def close(self) -> None:

@@ -8,8 +8,10 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from sys import getsizeof
 from typing import (
     Annotated,
+    Any,
     Callable,
     Iterable,
     NamedTuple,
@@ -27,21 +29,50 @@ class Clock:
         return time.time()
 
 
-class Item:
+# The expiry of an item that never expires. The largest float rather than infinity, so an
+# item given an infinite expiry keeps it (never reclaimed, and refused by snapshots as not
+# finite) and every stored expiry compares with `now` as it is, with no None to test.
+NEVER = 1.7976931348623157e308
+
+_new_float = float.__new__
+
+
+class Item(float):
     """One value with its absolute expiry (None: never).
 
+    An Item *is* its expiry instant: it subclasses float, holding the expiry inside its own
+    64-byte object instead of in a separate 32-byte float (NEVER when it never expires).
+    That is an eighth of what an item with a TTL costs (see ITEM_BYTES). So items compare
+    and hash as their expiry instants: compare items with `is`, never `==`.
+
     A change function returns a new Item to store; the store then stamps its write
-    `version` and its `size` (UTF-8 bytes of key and value). Stored items are not
-    changed afterwards: every write stores a new one.
+    `version`. Stored items are not changed afterwards: every write stores a new one.
+    `size` is the UTF-8 bytes of key and value where a backend records them (the Redis
+    store); the memory store leaves it 0 and accounts memory instead (`item_bytes`).
     """
 
-    __slots__ = ("expires_at", "size", "value", "version")
+    __slots__ = ("size", "value", "version")
 
-    def __init__(self, value: str, expires_at: Optional[float] = None):
-        self.value = value
-        self.expires_at = expires_at
-        self.version = 0
-        self.size = 0
+    value: str
+    version: int
+    size: int
+
+    def __new__(cls, value: str, expires_at: Optional[float] = None) -> Item:
+        item = _new_float(cls, NEVER if expires_at is None else expires_at)
+        item.value = value
+        item.version = 0
+        item.size = 0
+        return item
+
+    @property
+    def expires_at(self) -> Optional[float]:
+        return None if self == NEVER else float(self)
+
+    def __bool__(self) -> bool:
+        return True  # an item is there, whatever its expiry (a float 0.0 would be false)
+
+    def __getnewargs__(self) -> tuple[str, Optional[float]]:  # type: ignore[override]
+        return self.value, self.expires_at  # copy and pickle call __new__ with these
 
     def __repr__(self) -> str:
         return f"Item({self.value!r}, expires_at={self.expires_at!r}, version={self.version})"
@@ -74,9 +105,60 @@ class WriteOutcomeUnknown(StoreUnavailable):
     """A write was sent but its answer never came: it may or may not have been applied."""
 
 
+class ServerChange(NamedTuple):
+    """A write described as data, so a backend can run it where the data is, in one step
+    (the Redis store: one Lua script). The verb's change function stays the reference;
+    a verb without a description (a plugin's) runs its change function through update().
+    """
+
+    kind: str  # set, add, replace, checkandset, append, prepend, count, delete, touch
+    value: str = ""
+    compare: str = ""  # checkandset
+    amount: int = 0  # count: added to the stored integer
+    expiry: Any = None  # a params.Expiry, resolved with the store's clock; None: none taken
+    keeps_expiry: bool = False  # with no expiry given, the current item's is kept
+    max_value_bytes: int = 0  # append, prepend: the most the grown value may hold
+    if_match: Optional[frozenset[str]] = None  # the request's entity tags (headers.Conditions)
+    if_none_match: Optional[frozenset[str]] = None
+
+
 def utf8_len(text: str) -> int:
     """Return the UTF-8 length of `text` without encoding ASCII text."""
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+# What MAX_BYTES counts: the memory the items really take, not the UTF-8 bytes of their
+# text. A str takes sys.getsizeof(text): a header of about 50 bytes, then 1, 2 or 4 bytes
+# a character (by its widest character). Everything else an item costs is a constant,
+# measured rather than estimated: RSS growth per item of a MemoryStore filled in a fresh
+# process, its keys and values made beforehand, averaged over fills from 2^17 to 2^18
+# items so the OrderedDict's table is seen at every load between its resizes (CPython 3.11,
+# x86-64). tests/test_memory_cap.py measures them afresh and fails if one is more than 15%
+# off, so they cannot silently rot; `python -m tests.test_memory_cap` prints them.
+#
+# An item without expiry: its OrderedDict entry (~80 bytes: the table and the linked list
+# node), the Item object (64) and its version int (32).
+ITEM_BYTES = 176
+# An item with an expiry: the same plus its key's slot in its second's expiry bucket.
+EXPIRING_ITEM_BYTES = 185
+# Each whole second in which live items expire: its bucket in the expiry index (a list,
+# its dict entries, the int naming the second). Paid once per second, shared by its items.
+EXPIRY_SECOND_BYTES = 200
+
+# sys.getsizeof of an ASCII str is this plus its length; str_bytes() adds it up itself
+# because sys.getsizeof costs four times a len() on the write path.
+_ASCII_STR_BYTES = getsizeof("")
+
+
+def str_bytes(text: str) -> int:
+    """The bytes the str object `text` takes (sys.getsizeof), fast for ASCII."""
+    return _ASCII_STR_BYTES + len(text) if text.isascii() else getsizeof(text)
+
+
+def item_bytes(key: str, value: str, expires_at: Optional[float]) -> int:
+    """What MemoryStore counts against MAX_BYTES for an item (besides its second's bucket)."""
+    expiring = expires_at is not None and expires_at < NEVER
+    return str_bytes(key) + str_bytes(value) + (EXPIRING_ITEM_BYTES if expiring else ITEM_BYTES)
 
 
 class Metric(NamedTuple):
@@ -92,8 +174,10 @@ class StoreStats(TypedDict):
 
     keyCount: Annotated[int, Metric("gauge", "memflask_items", "Live keys held.")]
     maxSize: Annotated[int, Metric("", "", "SIZE: most keys held (0: no cap).")]
-    bytes: Annotated[int, Metric("gauge", "memflask_bytes", "Bytes of keys and values held.")]
-    maxBytes: Annotated[int, Metric("", "", "MAX_BYTES: most bytes held (0: no cap).")]
+    bytes: Annotated[
+        int, Metric("gauge", "memflask_bytes", "Memory the items take, as MAX_BYTES counts it.")
+    ]
+    maxBytes: Annotated[int, Metric("", "", "MAX_BYTES: most memory the items take (0: no cap).")]
     hits: Annotated[int, Metric("counter", "memflask_hits", "Reads that found a live key.")]
     misses: Annotated[
         int, Metric("counter", "memflask_misses", "Reads that found no key, or an expired one.")
@@ -161,12 +245,25 @@ class Store(ABC):
     def scan(self, prefix: str, cursor: str, limit: int) -> tuple[list[str], str]:
         """One page of at most `limit` live keys starting with `prefix`, and the next cursor.
 
-        Start with cursor "0"; a returned cursor of "0" means the scan is done. As with
+        Start with an empty cursor; an empty cursor returned means the scan is done. As with
         Redis SCAN: a key present for the whole scan is returned at least once, a key may
         be returned more than once, and a page may hold fewer than `limit` keys (even none)
         before the end. Raises UnknownCursor for a cursor this store did not give.
         """
         raise NotImplementedError
+
+    def write(
+        self,
+        key: str,
+        change: ChangeFunction,
+        described: Optional[ServerChange] = None,
+        *,
+        read: bool = False,
+    ) -> Optional[Item]:
+        """Apply a write given both ways: `change`, and `described` (the same change as
+        data, when the verb has one) for a backend that runs it server-side. By default
+        `change` runs through update()."""
+        return self.update(key, change, read=read)
 
     def close(self) -> None:  # noqa: B027 -- optional: most backends hold nothing to close
         """Release connections (a backend that holds none has nothing to do)."""
@@ -344,7 +441,7 @@ class MemoryStore(Store):
         return deleted
 
     def scan(self, prefix: str, cursor: str, limit: int) -> tuple[list[str], str]:
-        if cursor == "0":
+        if not cursor:
             scan_id = next(self._scan_ids)
             self._scans.add(scan_id, self._keys_starting_with(prefix))
             offset = 0
@@ -352,14 +449,14 @@ class MemoryStore(Store):
             scan_id, offset = _parse_cursor(cursor)
         keys = self._scans.get(scan_id)
         if keys is None:
-            raise UnknownCursor(f"unknown or expired cursor {cursor[:40]!r}; start again at 0")
+            raise UnknownCursor(f"unknown or expired cursor {cursor[:40]!r}; start again")
         page = keys[offset : offset + limit]
         with self._lock:
             now = self._now()
             live = [key for key in page if self._live(key, now) is not None]
         if offset + limit >= len(keys):
             self._scans.drop(scan_id)
-            return live, "0"
+            return live, ""
         return live, f"{scan_id}-{offset + limit}"
 
     def _keys_starting_with(self, prefix: str) -> list[str]:
@@ -484,5 +581,5 @@ class ScanSnapshots:
 def _parse_cursor(cursor: str) -> tuple[int, int]:
     scan_id, _, offset = cursor.partition("-")
     if not (scan_id.isdigit() and offset.isdigit() and scan_id.isascii() and offset.isascii()):
-        raise UnknownCursor(f"unknown cursor {cursor[:40]!r}; start again at 0")
+        raise UnknownCursor(f"unknown cursor {cursor[:40]!r}; start again")
     return int(scan_id), int(offset)

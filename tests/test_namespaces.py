@@ -23,7 +23,7 @@ def fill(client, keys: list[str]) -> None:
 def list_all(client, prefix: str = "", limit: int = 7) -> list[str]:
     """Every key of a whole scan, following the cursor (bounded in pages)."""
     keys: list[str] = []
-    cursor = "0"
+    cursor = ""
     for _ in range(1000):
         answer = client.get(
             "/keys", query_string={"prefix": prefix, "cursor": cursor, "limit": limit}
@@ -32,7 +32,7 @@ def list_all(client, prefix: str = "", limit: int = 7) -> list[str]:
         assert len(answer.json["keys"]) <= limit
         keys.extend(answer.json["keys"])
         cursor = answer.json["cursor"]
-        if cursor == "0":
+        if not cursor:
             return keys
     raise AssertionError("the scan never ended")
 
@@ -41,9 +41,9 @@ def test_flush_with_a_prefix_removes_only_those_keys(client):
     fill(client, ["app1:a", "app1:b", "app1:c", "app2:a", "app10:z"])
     answer = client.get("/flush?prefix=app1:")
     assert answer.status_code == 200
-    assert answer.json == {"deleted": 3}
+    assert answer.json == {"flushed": 3}
     assert sorted(list_all(client)) == ["app10:z", "app2:a"]
-    assert client.get("/flush?prefix=app1:").json == {"deleted": 0}
+    assert client.get("/flush?prefix=app1:").json == {"flushed": 0}
 
 
 def test_flush_without_a_prefix_still_flushes_everything(client):
@@ -64,7 +64,7 @@ def test_keys_lists_a_prefix_page_by_page(client):
 def test_a_prefix_is_literal_never_a_pattern(client, prefix):
     fill(client, [f"{prefix}1", "ab1", "ax1"])
     assert list_all(client, prefix) == [f"{prefix}1"]
-    assert client.get("/flush", query_string={"prefix": prefix}).json == {"deleted": 1}
+    assert client.get("/flush", query_string={"prefix": prefix}).json == {"flushed": 1}
     assert sorted(list_all(client)) == ["ab1", "ax1"]
 
 
@@ -79,7 +79,7 @@ def test_keys_present_for_the_whole_scan_are_listed_even_as_others_change(client
     steady = [f"steady:{index}" for index in range(30)]
     fill(client, steady)
     seen: list[str] = []
-    cursor = "0"
+    cursor = ""
     for page in range(1000):
         answer = client.get(
             "/keys", query_string={"prefix": "steady:", "cursor": cursor, "limit": 4}
@@ -90,7 +90,7 @@ def test_keys_present_for_the_whole_scan_are_listed_even_as_others_change(client
         client.get(f"/set?key=steady:new{page}&value=v")
         client.get(f"/delete?key=steady:new{page - 1}")
         cursor = answer.json["cursor"]
-        if cursor == "0":
+        if not cursor:
             break
     assert set(steady) <= set(seen)
 
@@ -102,7 +102,7 @@ def test_a_bad_limit_is_refused(client, limit):
     assert answer.json["error"] == "invalid_limit"
 
 
-@pytest.mark.parametrize("cursor", ["nonsense", "999999-0", "-1", "1-x"])
+@pytest.mark.parametrize("cursor", ["nonsense", "999999-0", "-1", "1-x", "0"])
 def test_a_cursor_the_server_never_gave_is_refused(client, cursor, backend):
     if backend == "redis" and cursor == "999999-0":
         pytest.skip("on Redis any number is a valid SCAN cursor")

@@ -7,7 +7,7 @@ from typing import NamedTuple, Optional
 from ..errors import InvalidCursor, NotFound
 from ..headers import Conditions
 from ..params import Expiry, ExpiryParameter, Key, Limit, Parameter, Params
-from ..store import DELETE, Delete, Item, Store, UnknownCursor
+from ..store import DELETE, Delete, Item, ServerChange, Store, UnknownCursor
 from .base import TEXT, Command, Result, WriteCommand, json_content
 
 
@@ -27,6 +27,9 @@ class DeleteKey(WriteCommand):
 
     def change(self, current: Optional[Item], now: float, args: DeleteArgs) -> Delete:
         return DELETE
+
+    def describe(self, args: DeleteArgs) -> ServerChange:
+        return ServerChange("delete")
 
 
 class TouchArgs(NamedTuple):
@@ -48,6 +51,9 @@ class Touch(WriteCommand):
         if current is None:
             raise NotFound("no such key")
         return Item(current.value, args.expiry.resolve(now))
+
+    def describe(self, args: TouchArgs) -> ServerChange:
+        return ServerChange("touch", expiry=args.expiry)
 
 
 class GetAndTouch(Touch):
@@ -76,8 +82,8 @@ class Flush(Command):
         200: json_content(
             {
                 "type": "object",
-                "required": ["deleted"],
-                "properties": {"deleted": {"type": "integer", "minimum": 0}},
+                "required": ["flushed"],
+                "properties": {"flushed": {"type": "integer", "minimum": 0}},
             }
         ),
     }
@@ -89,7 +95,7 @@ class Flush(Command):
         if not args.prefix:
             store.flush()
             return Result(204)
-        return Result(200, data={"deleted": store.delete_prefix(args.prefix)})
+        return Result(200, data={"flushed": store.delete_prefix(args.prefix)})
 
 
 class ListArgs(NamedTuple):
@@ -101,15 +107,15 @@ class ListArgs(NamedTuple):
 class ListKeys(Command):
     """List keys that start with `prefix`, a page at a time, as Redis SCAN does.
 
-    Start with cursor 0 (or none) and pass each answer's cursor to the next request
-    until it is "0". A key present for the whole scan is listed at least once; a key
+    Start with no cursor and pass each answer's cursor to the next request until it is
+    empty: the listing is complete. A key present for the whole scan is listed at least once; a key
     may be listed twice, and a page may hold fewer than `limit` keys before the end.
     """
 
     name = "keys"
     parameters = (
         Parameter("prefix", PREFIX_DESCRIPTION, required=False),
-        Parameter("cursor", 'Where the scan goes on: "0" (or none) to start.', required=False),
+        Parameter("cursor", "Where the scan goes on; none (or empty) to start.", required=False),
         Limit(),
     )
     refusals = (InvalidCursor,)
@@ -129,7 +135,7 @@ class ListKeys(Command):
     def validate(self, params: Params) -> ListArgs:
         return ListArgs(
             params.optional("prefix") or "",
-            params.optional("cursor") or "0",
+            params.optional("cursor") or "",
             self.parameters[2].parse(params),
         )
 
