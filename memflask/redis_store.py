@@ -1,16 +1,18 @@
 """The Redis store backend: every memflask process on one Redis sees one cache.
 
-Each item is a hash under the namespace prefix (`<prefix>item:<key>`) holding its value
-(`v`), version (`n`) and absolute expiry (`e`, empty for never). Expiry is judged by the
-store's clock, as in the memory store, and the key also gets a Redis TTL so Redis
-reclaims it. Read-modify-write verbs run the same change functions as the memory store
-inside WATCH/MULTI: the write applies only if the key did not change since it was read,
-and is retried otherwise, so no update is lost between processes. A write whose EXEC was
-sent but not answered is never retried (Redis may still run it): it raises
-WriteOutcomeUnknown instead, answered 503 saying the outcome is unknown.
+Each verb is one atomic Lua script on the server (memflask/redis_scripts.py, which also
+describes the key layout): the read, the request's conditions, the verb's rules, the
+write and the namespace's counters in one round trip, with no WATCH and no shared
+counter key, so it also runs on Redis Cluster (a shard's keys share one hash tag).
+Scripts are loaded once and called by SHA (loaded again on NOSCRIPT, which means the
+script did not run). Expiry is judged by the store's clock, as in the memory store; an
+item also gets a Redis TTL so Redis reclaims it.
 
-Every wait is bounded, and calls fail fast for a while after Redis failed to answer
-(memflask/redis_connection.py).
+A verb without a server-side description (a plugin's) runs its Python change function
+inside WATCH/MULTI, retried when another writer changed the key in between. No write is
+ever sent twice: one whose answer did not come raises WriteOutcomeUnknown (503, the
+outcome unknown). Every wait is bounded, and calls fail fast for a while after Redis
+failed to answer (memflask/redis_connection.py).
 
 SIZE and MAX_BYTES are not enforced here: Redis's own `maxmemory` with the
 `allkeys-lru` policy is the LRU (see README, "Backends").
@@ -19,9 +21,12 @@ SIZE and MAX_BYTES are not enforced here: Redis's own `maxmemory` with the
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Optional
+import time
+import zlib
+from collections import defaultdict
+from typing import Any, Callable, Iterable, Optional, Sequence
 
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import NoScriptError, ResponseError, WatchError
 
 from .redis_connection import (
     UNREACHABLE,
@@ -32,25 +37,63 @@ from .redis_connection import (
     outcome_unknown,
     redis_ttl_ms,
 )
+from .redis_scripts import READ_SCRIPT, REMOVE_SCRIPT, STATS_SCRIPT, WRITE_SCRIPTS
 from .store import (
     DELETE,
     ChangeFunction,
     Clock,
     Item,
+    ServerChange,
     Store,
     StoreStats,
     StoreUnavailable,
     UnknownCursor,
-    utf8_len,
 )
 
 FIELDS = ("v", "n", "e")
 SCAN_BATCH = 1000
+# Items are spread over this many shards, each one hash tag (one Cluster slot) holding
+# its items, its counters and its expiry index, so a script touches one slot only.
+SHARDS = 256
 # Characters that mean something in a SCAN MATCH pattern, escaped in a key prefix.
 GLOB_SPECIAL = re.compile(r"[*?\[\]\\]")
 
 
-_translating = guarded  # every method that calls Redis: bounded, through the breaker
+def _glob_escape(text: str) -> str:
+    return GLOB_SPECIAL.sub(r"\\\g<0>", text)
+
+
+def _tags(tags: Optional[frozenset[str]]) -> str:
+    """Entity tags as a script reads them: '' for no header, else each between newlines."""
+    return "" if tags is None else "\n" + "".join(f"{tag}\n" for tag in tags)
+
+
+def _text(value: Optional[bytes]) -> str:
+    return "" if value is None else value.decode("utf-8")
+
+
+class Scripts:
+    """The Lua scripts by name, loaded once and then called by their SHA."""
+
+    def __init__(self, client: Any, sources: dict[str, str]):
+        self.client = client
+        self.sources = sources
+        self.shas: dict[str, str] = {}
+
+    def sha(self, name: str) -> str:
+        sha = self.shas.get(name)
+        if sha is None:
+            sha = self.shas[name] = self.client.script_load(self.sources[name])
+        return sha
+
+    def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return self.client.evalsha(self.sha(name), len(keys), *keys, *args)
+        except NoScriptError:
+            # The script did not run (Redis restarted, or a failover): load it and call
+            # again, which sends the write once.
+            self.shas.pop(name, None)
+            return self.client.evalsha(self.sha(name), len(keys), *keys, *args)
 
 
 class RedisStore(Store):
@@ -67,65 +110,177 @@ class RedisStore(Store):
         self.prefix = prefix
         self.breaker = Breaker(pause=timeout)
         self.client = connect(url, timeout)
-        self._version_key = f"{prefix}meta:version"
-        self._stats_key = f"{prefix}meta:stats"
+        self.scripts = Scripts(
+            self.client,
+            {
+                **WRITE_SCRIPTS,
+                "read": READ_SCRIPT,
+                "remove": REMOVE_SCRIPT,
+                "stats": STATS_SCRIPT,
+            },
+        )
+
+    # -- key layout (memflask/redis_scripts.py) ------------------------------------------
+
+    def _shard(self, key: str) -> str:
+        """The hash-tagged start of the names of `key`'s shard: `<prefix>{<shard>}`."""
+        shard = zlib.crc32(key.encode("utf-8", "surrogatepass")) % SHARDS
+        return f"{self.prefix}{{{shard}}}"
 
     def _key(self, key: str) -> str:
-        return f"{self.prefix}item:{key}"
+        return f"{self._shard(key)}item:{key}"
 
-    def _item(self, fields: list[Optional[bytes]], now: float) -> Optional[Item]:
+    def _key_of(self, name: bytes) -> str:
+        """The memflask key an item's hash name holds (`<prefix>{<shard>}item:<key>`)."""
+        rest = name.decode("utf-8")[len(self.prefix) :]
+        return rest[rest.index("}item:") + len("}item:") :]
+
+    def _shard_keys(self, shard: str) -> list[str]:
+        """KEYS[1] and KEYS[2] of every script: the shard's stats hash and expiry index."""
+        return [f"{shard}stats", f"{shard}expiries"]
+
+    def _item(self, fields: Sequence[Any], now: float) -> Optional[Item]:
         """The live Item in a hash's (v, n, e) fields, or None (absent or expired)."""
         value, version, expires = fields
-        if value is None or version is None:
+        if not version or version in (b"0", "0"):
             return None
         expires_at = float(expires) if expires else None
         if expires_at is not None and expires_at <= now:
             return None
-        item = Item(value.decode("utf-8"), expires_at)
+        item = Item(_text(value), expires_at)
         item.version = int(version)
         return item
 
-    def _count(self, hits: int, misses: int) -> None:
-        hits, misses = int(hits), int(misses)
-        pipe = self.client.pipeline(transaction=False)
-        if hits:
-            pipe.hincrby(self._stats_key, "hits", hits)
-        if misses:
-            pipe.hincrby(self._stats_key, "misses", misses)
-        pipe.execute()
-
     # -- reads ---------------------------------------------------------------------------
 
-    @_translating
+    @guarded
     def get(self, key: str) -> Optional[Item]:
-        item = self._item(self.client.hmget(self._key(key), FIELDS), self.clock())
-        self._count(item is not None, item is None)
-        return item
+        return self._read_shard(self._shard(key), [key], self.clock()).get(key)
 
-    @_translating
+    @guarded
     def get_many(self, keys: Iterable[str]) -> dict[str, Item]:
         keys = list(keys)
-        pipe = self.client.pipeline(transaction=False)
+        by_shard: dict[str, list[str]] = defaultdict(list)
         for key in keys:
-            pipe.hmget(self._key(key), FIELDS)
+            by_shard[self._shard(key)].append(key)
         now = self.clock()
+        if len(by_shard) == 1:
+            found = self._read_shard(*by_shard.popitem(), now)
+        else:
+            found = self._read_shards(by_shard, now)
+        return {key: found[key] for key in keys if key in found}
+
+    def _read_shard(self, shard: str, keys: list[str], now: float) -> dict[str, Item]:
+        names = [f"{shard}item:{key}" for key in keys]
+        answer = self.scripts.call(
+            "read", [*self._shard_keys(shard), *names], [repr(now), f"{shard}item:", *keys]
+        )
+        return self._found(keys, answer, now)
+
+    def _read_shards(self, by_shard: dict[str, list[str]], now: float) -> dict[str, Item]:
+        """Read many shards in one round trip (a pipeline of one script call per shard)."""
+        sha = self.scripts.sha("read")
+        found: dict[str, Item] = {}
+        pending = list(by_shard.items())
+        for _ in range(2):  # once more for the shards whose call met NOSCRIPT
+            pipe = self.client.pipeline(transaction=False)
+            for shard, keys in pending:
+                names = [f"{shard}item:{key}" for key in keys]
+                keys_and_names = [*self._shard_keys(shard), *names]
+                pipe.evalsha(
+                    sha, len(keys_and_names), *keys_and_names, repr(now), f"{shard}item:", *keys
+                )
+            retry = []
+            for (shard, keys), answer in zip(pending, pipe.execute(raise_on_error=False)):
+                if isinstance(answer, NoScriptError):
+                    retry.append((shard, keys))  # not run: nothing counted yet
+                elif isinstance(answer, Exception):
+                    raise answer
+                else:
+                    found.update(self._found(keys, answer, now))
+            if not retry:
+                return found
+            self.scripts.shas.pop("read", None)
+            sha, pending = self.scripts.sha("read"), retry
+        raise StoreUnavailable("redis kept answering NOSCRIPT")
+
+    def _found(self, keys: list[str], answer: list, now: float) -> dict[str, Item]:
         found = {}
-        for key, fields in zip(keys, pipe.execute()):
-            item = self._item(fields, now)
+        for index, key in enumerate(keys):
+            item = self._item(answer[3 * index : 3 * index + 3], now)
             if item is not None:
                 found[key] = item
-        self._count(len(found), len(keys) - len(found))
         return found
 
-    @_translating
+    @guarded
     def peek(self, key: str) -> Optional[Item]:
         return self._item(self.client.hmget(self._key(key), FIELDS), self.clock())
 
     # -- writes --------------------------------------------------------------------------
 
-    @_translating
+    def write(
+        self,
+        key: str,
+        change: ChangeFunction,
+        described: Optional[ServerChange] = None,
+        *,
+        read: bool = False,
+    ) -> Optional[Item]:
+        if described is None:  # a plugin verb: its change function, under WATCH
+            return self.update(key, change, read=read)
+        return self._run_script(key, change, described, read)
+
+    @guarded
+    def _run_script(
+        self, key: str, change: ChangeFunction, described: ServerChange, read: bool
+    ) -> Optional[Item]:
+        now = self.clock()
+        shard = self._shard(key)
+        if described.expiry is None or (described.keeps_expiry and not described.expiry.given):
+            expiry = "keep"
+        else:
+            expires_at = described.expiry.resolve(now)
+            expiry = "" if expires_at is None else repr(expires_at)
+        if described.kind == "count":
+            extra = _amounts(described.amount)
+        elif described.kind == "checkandset":
+            extra = [described.compare]
+        else:
+            extra = [described.max_value_bytes]
+        args = [
+            repr(now),
+            f"{shard}item:",
+            key,
+            "1" if read else "0",
+            _tags(described.if_match),
+            _tags(described.if_none_match),
+            expiry,
+            described.value,
+            *extra,
+        ]
+        keys = [*self._shard_keys(shard), f"{shard}item:{key}"]
+        try:
+            outcome, value, version, expires, present = self.scripts.call(
+                described.kind, keys, args
+            )
+        except UNREACHABLE as error:
+            raise outcome_unknown(error) from error
+        if outcome == b"deleted":
+            return None
+        item = Item(_text(value), float(expires) if expires else None)
+        item.version = int(version)
+        if outcome == b"stored":
+            return item
+        # Refused: the verb's own change function names the refusal, as on the memory store.
+        change(item if present == b"1" else None, now)
+        raise RuntimeError(f"redis refused a {described.kind} that the change function allows")
+
+    @guarded
     def update(self, key: str, change: ChangeFunction, *, read: bool = False) -> Optional[Item]:
-        name = self._key(key)
+        """Run a change function under WATCH/MULTI (for verbs without a description)."""
+        shard = self._shard(key)
+        name = f"{shard}item:{key}"
+        stats_name, expiries_name = self._shard_keys(shard)
         counted = not read
         exec_sent = False
         with self.client.pipeline() as pipe:
@@ -133,22 +288,34 @@ class RedisStore(Store):
                 try:
                     pipe.watch(name)
                     now = self.clock()
-                    current = self._item(pipe.hmget(name, FIELDS), now)
+                    fields = pipe.hmget(name, FIELDS)
+                    # Held: a hash with a value, or one Redis's TTL removed (still counted).
+                    held = fields[0] is not None or pipe.zscore(expiries_name, key) is not None
+                    current = self._item(fields, now)
                     if not counted:  # the first read counts, even if `change` refuses
-                        self._count(current is not None, current is None)
+                        self.client.hincrby(stats_name, "hits" if current else "misses", 1)
                         counted = True
                     new = change(current, now)
                     if new is None:
                         pipe.unwatch()
                         break
-                    if new is not DELETE:
-                        new.version = self.client.incr(self._version_key)
-                        new.size = utf8_len(key) + utf8_len(new.value)
                     pipe.multi()
+                    if held and current is None:
+                        pipe.hincrby(stats_name, "expired", 1)
                     pipe.delete(name)
-                    if new is not DELETE and (new.expires_at is None or new.expires_at > now):
+                    pipe.zrem(expiries_name, key)
+                    kept = new is not DELETE and (new.expires_at is None or new.expires_at > now)
+                    if kept != held:
+                        pipe.hincrby(stats_name, "keys", 1 if kept else -1)
+                    if new is not DELETE:
+                        # Unique per key without a counter: see memflask/redis_scripts.py.
+                        version = int(fields[1] or 0)
+                        new.version = max(version + 1, int(time.time() * 1_000_000))
+                    if kept:
                         expires = "" if new.expires_at is None else repr(new.expires_at)
                         pipe.hset(name, mapping={"v": new.value, "n": new.version, "e": expires})
+                        if new.expires_at is not None:
+                            pipe.zadd(expiries_name, {key: new.expires_at})
                         ttl_ms = redis_ttl_ms(new.expires_at, now)
                         if ttl_ms is not None:
                             pipe.pexpire(name, ttl_ms)
@@ -172,60 +339,47 @@ class RedisStore(Store):
             return current
         return None if new is DELETE else new
 
-    @_translating
+    # -- many keys -------------------------------------------------------------------------
+
+    @guarded
     def flush(self) -> None:
         """Remove memflask's keys only (other users of the Redis keep theirs)."""
-        batch = []
-        for name in self.client.scan_iter(match=f"{self.prefix}item:*", count=SCAN_BATCH):
-            batch.append(name)
-            if len(batch) >= SCAN_BATCH:
-                self.client.unlink(*batch)
-                batch = []
-        if batch:
-            self.client.unlink(*batch)
+        self._remove_matching(self._pattern(""))
 
-    @_translating
-    def stats(self) -> StoreStats:
-        """Counts of this namespace's live keys, and what Redis itself knows."""
-        names = list(self.client.scan_iter(match=f"{self.prefix}item:*", count=SCAN_BATCH))
-        pipe = self.client.pipeline(transaction=False)
-        for name in names:
-            pipe.hget(name, "e")
-        now = self.clock()
-        live = sum(1 for e in pipe.execute() if e is not None and (not e or float(e) > now))
-        counters = self.client.hgetall(self._stats_key)
-        info = self.client.info()
-        return StoreStats(
-            keyCount=live,
-            maxSize=0,
-            bytes=info.get("used_memory", 0),
-            maxBytes=info.get("maxmemory", 0),
-            hits=int(counters.get(b"hits", 0)),
-            misses=int(counters.get(b"misses", 0)),
-            evictions=info.get("evicted_keys", 0),
-            expired=info.get("expired_keys", 0),
-        )
-
-    @_translating
+    @guarded
     def delete_prefix(self, prefix: str) -> int:
-        deleted = 0
-        batch: list[bytes] = []
-        for name in self.client.scan_iter(match=self._pattern(prefix), count=SCAN_BATCH):
-            batch.append(name)
-            if len(batch) >= SCAN_BATCH:
-                deleted += self.client.unlink(*batch)
-                batch = []
-        if batch:
-            deleted += self.client.unlink(*batch)
-        return deleted
+        return self._remove_matching(self._pattern(prefix))
 
-    @_translating
+    def _remove_matching(self, pattern: str) -> int:
+        """Remove the items whose names match, a batch per shard; return how many were live."""
+        removed = 0
+        batch: dict[str, list[str]] = defaultdict(list)
+        for number, name in enumerate(self.client.scan_iter(match=pattern, count=SCAN_BATCH)):
+            key = self._key_of(name)
+            batch[self._shard(key)].append(key)
+            if number % SCAN_BATCH == SCAN_BATCH - 1:
+                removed += self._remove(batch)
+                batch.clear()
+        return removed + self._remove(batch)
+
+    def _remove(self, by_shard: dict[str, list[str]]) -> int:
+        now = repr(self.clock())
+        removed = 0
+        for shard, keys in by_shard.items():
+            names = [f"{shard}item:{key}" for key in keys]
+            removed += self.scripts.call(
+                "remove", [*self._shard_keys(shard), *names], [now, f"{shard}item:", *keys]
+            )
+        return removed
+
+    @guarded
     def scan(self, prefix: str, cursor: str, limit: int) -> tuple[list[str], str]:
-        if not (cursor.isascii() and cursor.isdigit()):
-            raise UnknownCursor(f"unknown cursor {cursor[:40]!r}; start again at 0")
+        # Redis starts and ends a scan with cursor 0; memflask's cursors say it empty.
+        if cursor and not (cursor.isascii() and cursor.isdigit() and cursor != "0"):
+            raise UnknownCursor(f"unknown cursor {cursor[:40]!r}; start again")
         try:
             next_cursor, names = self.client.scan(
-                int(cursor), match=self._pattern(prefix), count=limit
+                int(cursor or 0), match=self._pattern(prefix), count=limit
             )
         except ResponseError as error:  # a number Redis never gave as a cursor
             raise UnknownCursor(f"unknown cursor {cursor[:40]!r}: {error}") from None
@@ -233,17 +387,52 @@ class RedisStore(Store):
         for name in names:
             pipe.hmget(name, FIELDS)
         now = self.clock()
-        start = len(self._key(""))
         live = [
-            name[start:].decode("utf-8")
+            self._key_of(name)
             for name, fields in zip(names, pipe.execute())
             if self._item(fields, now) is not None
         ]
-        return live, str(next_cursor)
+        return live, "" if next_cursor == 0 else str(next_cursor)
 
     def _pattern(self, prefix: str) -> str:
         """The SCAN pattern of this namespace's items whose key starts with `prefix`."""
-        return self._key(GLOB_SPECIAL.sub(r"\\\g<0>", prefix)) + "*"
+        return f"{_glob_escape(self.prefix)}{{*}}item:{_glob_escape(prefix)}*"
+
+    @guarded
+    def stats(self) -> StoreStats:
+        """This namespace's counters, kept by the scripts (O(shards), no SCAN), and what
+        Redis itself knows of memory and evictions."""
+        now = repr(self.clock())
+        for _ in range(2):  # once more after NOSCRIPT (a read: simply asked again)
+            sha = self.scripts.sha("stats")
+            pipe = self.client.pipeline(transaction=False)
+            for shard in range(SHARDS):
+                names = self._shard_keys(f"{self.prefix}{{{shard}}}")
+                pipe.evalsha(sha, 2, *names, now, "")
+            answers = pipe.execute(raise_on_error=False)
+            if not any(isinstance(answer, NoScriptError) for answer in answers):
+                break
+            self.scripts.shas.pop("stats", None)
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        keys, hits, misses, expired = (sum(column) for column in zip(*answers))
+        info = self.client.info()
+        return StoreStats(
+            keyCount=max(0, keys),
+            maxSize=0,
+            bytes=info.get("used_memory", 0),
+            maxBytes=info.get("maxmemory", 0),
+            hits=hits,
+            misses=misses,
+            evictions=info.get("evicted_keys", 0),
+            expired=expired,
+        )
 
     def close(self) -> None:
         self.client.close()
+
+
+def _amounts(amount: int) -> list[int]:
+    """`amount` as HINCRBY increments, each within int64 (2**63 is two halves)."""
+    return [amount] if amount < 2**63 else [amount // 2, amount - amount // 2]

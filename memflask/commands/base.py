@@ -19,6 +19,7 @@ from ..store import (
     Change,
     Item,
     ItemTooLarge,
+    ServerChange,
     Store,
     StoreUnavailable,
     WriteOutcomeUnknown,
@@ -141,16 +142,44 @@ class WriteCommand(Command):
         """Return the change to make to `current`, or raise a Refusal to refuse."""
         raise NotImplementedError
 
+    def describe(self, args: Any) -> Optional[ServerChange]:
+        """The same change as `change`, as data a backend can run server-side (None: none).
+
+        A class that defines `describe` must define `change` too, or inherit both from
+        one class: a subclass that overrides only `change` is not described by it.
+        """
+        return None
+
+    def described(self, args: Any) -> Optional[ServerChange]:
+        """`describe`'s description with the request's conditions, if it describes `change`."""
+        if not _describes_its_change(type(self)):
+            return None
+        description = self.describe(args)
+        if description is None:
+            return None
+        return description._replace(
+            if_match=args.conditions.if_match, if_none_match=args.conditions.if_none_match
+        )
+
     def apply(self, store: Store, args: Any) -> Result:
         def checked_change(current: Optional[Item], now: float) -> Change:
             args.conditions.check(current)
             return self.change(current, now, args)
 
         try:
-            item = store.update(args.key, checked_change, read=self.reads)
+            item = store.write(args.key, checked_change, self.described(args), read=self.reads)
         except ItemTooLarge as error:
             raise ValueTooLarge(f"the item is too large for the cache: {error}") from None
         return written(item, args.return_value or self.reads)
+
+
+def _describes_its_change(command: type[WriteCommand]) -> bool:
+    """Whether the class's `describe` was written for its `change`: defined in the same
+    class or below it, so a plugin verb that overrides only `change` runs it in Python."""
+    mro = command.__mro__
+    describer = next(klass for klass in mro if "describe" in vars(klass))
+    changer = next(klass for klass in mro if "change" in vars(klass))
+    return describer is not WriteCommand and mro.index(describer) <= mro.index(changer)
 
 
 def grown_item(value: str, expires_at: Optional[float], max_value_bytes: int) -> Item:

@@ -7,7 +7,7 @@ from typing import ClassVar, NamedTuple, Optional
 from ..errors import NotAnInteger, Overflow
 from ..headers import Conditions
 from ..params import INT64_MAX, INT64_MIN, Amount, Expiry, ExpiryParameter, Key, parse_int64
-from ..store import Item
+from ..store import Item, ServerChange
 from .base import WriteCommand
 
 
@@ -37,6 +37,15 @@ class CounterCommand(WriteCommand):
                 f"the result {result} is outside the signed 64-bit range; nothing changed"
             )
         return Item(str(result), args.expiry.resolve(now, current))
+
+    def describe(self, args: CounterArgs) -> ServerChange:
+        return ServerChange(
+            "count",
+            str(args.amount),  # an absent key is set to the amount as given
+            amount=self.sign * args.amount,
+            expiry=args.expiry,
+            keeps_expiry=True,
+        )
 
 
 class Increment(CounterCommand):

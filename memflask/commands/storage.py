@@ -7,7 +7,7 @@ from typing import NamedTuple, Optional
 from ..errors import CompareMismatch, Exists, NotFound
 from ..headers import Conditions
 from ..params import Expiry, ExpiryParameter, Key, Parameter, Params, Value
-from ..store import Item
+from ..store import Item, ServerChange
 from .base import WriteCommand, grown_item
 
 
@@ -34,6 +34,9 @@ class Set(StoreCommand):
     def change(self, current: Optional[Item], now: float, args: StoreArgs) -> Item:
         return Item(args.value, args.expiry.resolve(now))
 
+    def describe(self, args: StoreArgs) -> ServerChange:
+        return ServerChange("set", args.value, expiry=args.expiry)
+
 
 class Add(StoreCommand):
     """Store a value only if the key is absent (409 otherwise), as memcached's add."""
@@ -46,6 +49,9 @@ class Add(StoreCommand):
             raise Exists("the key already exists")
         return Item(args.value, args.expiry.resolve(now))
 
+    def describe(self, args: StoreArgs) -> ServerChange:
+        return ServerChange("add", args.value, expiry=args.expiry)
+
 
 class Replace(StoreCommand):
     """Store a value only if the key is present (404 otherwise), as memcached's replace."""
@@ -57,6 +63,9 @@ class Replace(StoreCommand):
         if current is None:
             raise NotFound("no such key")
         return Item(args.value, args.expiry.resolve(now))
+
+    def describe(self, args: StoreArgs) -> ServerChange:
+        return ServerChange("replace", args.value, expiry=args.expiry)
 
 
 class CompareArgs(NamedTuple):
@@ -85,6 +94,9 @@ class CheckAndSet(WriteCommand):
         if current is not None and current.value != args.compare:
             raise CompareMismatch("the current value does not equal 'compare'; nothing changed")
         return Item(args.value, args.expiry.resolve(now))
+
+    def describe(self, args: CompareArgs) -> ServerChange:
+        return ServerChange("checkandset", args.value, args.compare, expiry=args.expiry)
 
 
 class GrowArgs(NamedTuple):
@@ -116,6 +128,17 @@ class GrowCommand(StoreCommand):
             self.grow(current.value, args.value),
             args.expiry.resolve(now, current),
             args.max_value_bytes,
+        )
+
+    def describe(self, args: GrowArgs) -> Optional[ServerChange]:
+        if type(self).grow not in (Append.grow, Prepend.grow):
+            return None  # a plugin's own way of growing runs in Python
+        return ServerChange(
+            "append" if type(self).grow is Append.grow else "prepend",
+            args.value,
+            expiry=args.expiry,
+            keeps_expiry=True,
+            max_value_bytes=args.max_value_bytes,
         )
 
     def grow(self, current: str, value: str) -> str:

@@ -1,0 +1,252 @@
+"""The Redis store's Lua scripts: each verb is one atomic step on the server.
+
+A script reads the item, checks the request's conditions and the verb's rules, writes,
+and keeps the namespace's counters, in one round trip. Every key a script touches is in
+one shard, and a shard's keys share a hash tag (one Redis Cluster slot):
+
+    <prefix>{<shard>}item:<key>   hash: v (value), n (version), e (expiry, "" never)
+    <prefix>{<shard>}stats        hash: keys, hits, misses, expired
+    <prefix>{<shard>}expiries     sorted set: key -> expiry, of the items that expire
+
+`keys` counts the items held, expired or not; `/stats` subtracts the items past their
+expiry (ZCOUNT of `expiries` up to now), so keyCount is exact in O(shards). An item past
+its expiry is reclaimed (deleted, counted in `expired`) when a script meets it, and each
+write reclaims a few more, oldest first. An item Redis removed by its own TTL is counted
+out when its key is next touched or swept.
+
+Versions are unique per key without a shared counter: a write's version is the larger
+of the previous one plus one and Redis's clock in microseconds, so a key deleted and
+written again never repeats an ETag (unless Redis's clock steps back).
+
+A refusal returns the current item: the store then runs the verb's Python change
+function on it, which raises the same refusal with the same message as on the memory
+store.
+"""
+
+from __future__ import annotations
+
+# A Redis TTL is only a reclaim hint (the store's clock judges expiry): none past this.
+MAX_REDIS_TTL_MS = 100 * 365 * 24 * 3600 * 1000
+# How many expired items a write reclaims on its way (as MemoryStore.SWEEP_STEP).
+SWEEP_STEP = 8
+
+# Shared by every script. ARGV[1] is now (the store's clock, Unix seconds), ARGV[2] the
+# item names' common start (`<prefix>{<shard>}item:`); KEYS[1] and KEYS[2] are the
+# shard's stats hash and expiries set.
+PRELUDE = """
+local stats_name, expiries_name = KEYS[1], KEYS[2]
+local now_text, item_prefix = ARGV[1], ARGV[2]
+local now = tonumber(now_text)
+
+local function fmt(number) return string.format('%.0f', number) end
+
+local function is_past(e) return e ~= '' and tonumber(e) <= now end
+
+-- An item leaves: its hash, its expiry entry and its count.
+local function remove(name, key)
+  redis.call('DEL', name)
+  redis.call('ZREM', expiries_name, key)
+  redis.call('HINCRBY', stats_name, 'keys', -1)
+end
+
+local function reclaim(name, key)
+  remove(name, key)
+  redis.call('HINCRBY', stats_name, 'expired', 1)
+end
+
+-- The live item under `key`: value (false: none), last version (0: none), expiry.
+-- An item past its expiry is reclaimed; one Redis's TTL removed is counted out.
+local function load(key)
+  local name = item_prefix .. key
+  local fields = redis.call('HMGET', name, 'v', 'n', 'e')
+  local value, version, e = fields[1], tonumber(fields[2]) or 0, fields[3] or ''
+  if value then
+    if not is_past(e) then return value, version, e end
+    reclaim(name, key)
+  elseif redis.call('ZSCORE', expiries_name, key) then
+    reclaim(name, key)
+  end
+  return false, version, ''
+end
+
+local function count_read(found)
+  redis.call('HINCRBY', stats_name, found and 'hits' or 'misses', 1)
+end
+
+-- Reclaim up to `limit` items past their expiry, oldest expiry first.
+local function sweep(limit)
+  local due = redis.call('ZRANGEBYSCORE', expiries_name, '-inf', now_text, 'LIMIT', 0, limit)
+  for _, key in ipairs(due) do
+    local name = item_prefix .. key
+    local fields = redis.call('HMGET', name, 'v', 'e')
+    if fields[1] and not is_past(fields[2] or '') then
+      redis.call('ZADD', expiries_name, fields[2], key)  -- rewritten since: its real expiry
+    else
+      reclaim(name, key)
+    end
+  end
+end
+"""
+
+# Writes. KEYS[3] is the item's hash; ARGV[3] the key, ARGV[4] '1' to count a read,
+# ARGV[5] and ARGV[6] the If-Match and If-None-Match tags ('' no header, else each tag
+# between newlines), ARGV[7] the expiry ('' never, 'keep', or Unix seconds), ARGV[8] the
+# value, ARGV[9] the verb's own argument.
+WRITE_PRELUDE = f"""
+local item_name, key, expiry = KEYS[3], ARGV[3], ARGV[7]
+local current, version, current_expiry = load(key)
+if ARGV[4] == '1' then count_read(current) end
+
+local function matches(tags)
+  return current and (string.find(tags, '\\n*\\n', 1, true)
+    or string.find(tags, '\\n' .. fmt(version) .. '\\n', 1, true))
+end
+
+local function refuse()
+  sweep({SWEEP_STEP})
+  return {{'refused', current or '', fmt(version), current_expiry, current and '1' or '0'}}
+end
+
+-- Store `value`: a new version, its expiry, its count; or, already expired, nothing.
+local function put(value, e)
+  if e == 'keep' then e = current_expiry end
+  local time = redis.call('TIME')
+  local new_version = math.max(version + 1, tonumber(time[1]) * 1000000 + tonumber(time[2]))
+  local reply = {{'stored', value, fmt(new_version), e, '1'}}
+  if is_past(e) then
+    if current then remove(item_name, key) end
+    sweep({SWEEP_STEP})
+    return reply
+  end
+  redis.call('DEL', item_name)
+  redis.call('HSET', item_name, 'v', value, 'n', fmt(new_version), 'e', e)
+  if not current then redis.call('HINCRBY', stats_name, 'keys', 1) end
+  if e == '' then
+    redis.call('ZREM', expiries_name, key)
+  else
+    redis.call('ZADD', expiries_name, e, key)
+    local ttl_ms = math.max(1, math.floor((tonumber(e) - now) * 1000))
+    if ttl_ms <= {MAX_REDIS_TTL_MS} then redis.call('PEXPIRE', item_name, fmt(ttl_ms)) end
+  end
+  sweep({SWEEP_STEP})
+  return reply
+end
+
+if ARGV[5] ~= '' and not matches(ARGV[5]) then return refuse() end
+if ARGV[6] ~= '' and matches(ARGV[6]) then return refuse() end
+"""
+
+# The signed 64-bit integer in `text` ([+-]?[0-9]+) in canonical form, or nil.
+CANONICAL_INTEGER = """
+local function canonical_integer(text)
+  local sign, digits = string.match(text, '^([+-]?)([0-9]+)$')
+  if not digits then return nil end
+  digits = string.gsub(digits, '^0+', '')
+  if digits == '' then return '0' end
+  if #digits > 19 then return nil end
+  local limit = sign == '-' and '9223372036854775808' or '9223372036854775807'
+  if #digits == 19 and digits > limit then return nil end
+  return (sign == '-' and '-' or '') .. digits
+end
+"""
+
+# Each change kind's own rules, run after the conditions held.
+WRITE_BODIES = {
+    "set": "return put(ARGV[8], expiry)",
+    "add": "if current then return refuse() end\nreturn put(ARGV[8], expiry)",
+    "replace": "if not current then return refuse() end\nreturn put(ARGV[8], expiry)",
+    "checkandset": """
+if current and current ~= ARGV[9] then return refuse() end
+return put(ARGV[8], expiry)
+""",
+    "append": """
+if not current then return put(ARGV[8], expiry == 'keep' and '' or expiry) end
+local grown = current .. ARGV[8]
+if #grown > tonumber(ARGV[9]) then return refuse() end
+return put(grown, expiry)
+""",
+    "prepend": """
+if not current then return put(ARGV[8], expiry == 'keep' and '' or expiry) end
+local grown = ARGV[8] .. current
+if #grown > tonumber(ARGV[9]) then return refuse() end
+return put(grown, expiry)
+""",
+    # ARGV[8]: the value for an absent key; ARGV[9] on: the amounts to add, each in int64
+    # (decrementing by -2**63 adds 2**63: two halves). Redis's HINCRBY does the 64-bit
+    # arithmetic and refuses an overflow; it works on a scratch field of the item's hash.
+    "count": CANONICAL_INTEGER
+    + """
+if not current then return put(ARGV[8], expiry == 'keep' and '' or expiry) end
+local stored = canonical_integer(current)
+if not stored then return refuse() end
+redis.call('HSET', item_name, 't', stored)
+for i = 9, #ARGV do
+  local added = redis.pcall('HINCRBY', item_name, 't', ARGV[i])
+  if type(added) == 'table' and added.err then
+    redis.call('HDEL', item_name, 't')
+    return refuse()
+  end
+end
+return put(redis.call('HGET', item_name, 't'), expiry)
+""",
+    "delete": f"""
+if current then remove(item_name, key) end
+sweep({SWEEP_STEP})
+return {{'deleted', '', '0', '', '0'}}
+""",
+    "touch": "if not current then return refuse() end\nreturn put(current, expiry)",
+}
+
+WRITE_SCRIPTS = {kind: PRELUDE + WRITE_PRELUDE + body for kind, body in WRITE_BODIES.items()}
+
+# Reads of keys in one shard: ARGV[3] on are the keys; answers value, version, expiry
+# per key ('' and version '0' for a miss), counting each hit and miss.
+READ_SCRIPT = (
+    PRELUDE
+    + """
+local found = {}
+for i = 3, #ARGV do
+  local value, version, e = load(ARGV[i])
+  count_read(value)
+  if value then
+    found[#found + 1] = value
+    found[#found + 1] = fmt(version)
+  else
+    found[#found + 1] = ''
+    found[#found + 1] = '0'
+  end
+  found[#found + 1] = e
+end
+return found
+"""
+)
+
+# Removes the listed items of one shard (flush, /flush?prefix=): KEYS[3] on are their
+# hashes, ARGV[3] on their keys. Answers how many live items were removed; those past
+# their expiry count as expired.
+REMOVE_SCRIPT = (
+    PRELUDE
+    + """
+local removed = 0
+for i = 3, #ARGV do
+  local value = load(ARGV[i])
+  if value then
+    remove(item_prefix .. ARGV[i], ARGV[i])
+    removed = removed + 1
+  end
+end
+return removed
+"""
+)
+
+# Stats of one shard: keys held, hits, misses, expired (reclaimed plus past their expiry).
+STATS_SCRIPT = (
+    PRELUDE
+    + """
+local counts = redis.call('HMGET', stats_name, 'keys', 'hits', 'misses', 'expired')
+local due = redis.call('ZCOUNT', expiries_name, '-inf', now_text)
+local keys = tonumber(counts[1]) or 0
+return {keys - due, tonumber(counts[2]) or 0, tonumber(counts[3]) or 0,
+        (tonumber(counts[4]) or 0) + due}
+"""
+)
