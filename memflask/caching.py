@@ -16,13 +16,13 @@ importing Flask-Caching imports Flask, and Flask-Caching (2.3 to 2.5) calls a ba
 (anything else is called with those four arguments itself).
 
 Values go through the cache's `serializer`, as in cachelib's Redis backend: by default
-cachelib's RedisSerializer (integers as plain text, so `inc`/`dec` run on the server,
-everything else pickled behind a "!" marker); Flask-Caching's CACHE_SERIALIZER, the
-`serializer` option or the `serializer` attribute choose another (cachelib's
-JSONSerializer: no pickle). memflask stores text: a serialised value that is UTF-8 text
-travels as it is, anything else (a pickle) as BASE64_MARKER + base64. As with every
-pickle-based backend, whoever can write to the cache can run code in the app that reads
-it: give the server a token, keep it on a trusted network, or choose JSON.
+MemflaskSerializer, cachelib's RedisSerializer (integers as plain text, so `inc`/`dec`
+run on the server, everything else pickled behind a "!" marker). Flask-Caching's
+CACHE_SERIALIZER, the `serializer` option or the `serializer` attribute choose another
+(cachelib's JSONSerializer: no pickle). memflask stores text: a serialised value that is
+UTF-8 text travels as it is, anything else (a pickle) as BASE64_MARKER + base64. As with
+every pickle-based backend, whoever can write to the cache can run code in the app that
+reads it: give the server a token, keep it on a trusted network, or choose JSON.
 
 Keys longer than memcached's 250 bytes (with the prefix) are hashed to a stable short
 key under the same prefix, as memcached backends do, so a long URL or memoized
@@ -35,6 +35,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import pickle
 from typing import Any, Mapping, Optional
 
 from cachelib import BaseCache
@@ -51,11 +52,22 @@ HASHED_KEY_BYTES = len(HASHED_KEY_MARKER) + 64
 BASE64_MARKER = "b64:"
 
 
+class MemflaskSerializer(RedisSerializer):
+    """cachelib's RedisSerializer with integers as plain text, so inc/dec run on the server.
+
+    cachelib 0.17's does that itself; 0.14's (Python 3.9 and 3.10) pickles them too.
+    """
+
+    def dumps(self, value: Any, protocol: int = pickle.HIGHEST_PROTOCOL) -> bytes:
+        if type(value) is int:  # not bool: True must come back as True
+            return str(value).encode("ascii")
+        return super().dumps(value, protocol)
+
+
 class CachelibMemflaskCache(BaseCache):
     """cache.get/set/add/delete/inc/dec/get_many/set_many/clear on a memflask server."""
 
-    # cachelib's Redis default, which keeps integers as text for the server's counters.
-    serializer = RedisSerializer()
+    serializer = MemflaskSerializer()
 
     def __init__(
         self,

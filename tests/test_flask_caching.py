@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import socket
 from importlib.metadata import version
 
 import pytest
-from cachelib.serializers import JSONSerializer
 from flask import Flask
 from flask_caching import Cache
 
@@ -229,6 +229,8 @@ def test_clear_without_a_prefix_flushes_the_server(live_server):
     FLASK_CACHING_VERSION < (2, 5), reason="CACHE_SERIALIZER arrived in Flask-Caching 2.5"
 )
 def test_cache_serializer_json_stores_json_text(live_server):
+    from cachelib.serializers import JSONSerializer  # cachelib 0.17, with Flask-Caching 2.5
+
     app, cache = make_cached_app(live_server, CACHE_SERIALIZER=JSONSerializer)
     with app.app_context():
         assert isinstance(cache.cache.serializer, JSONSerializer)
@@ -242,9 +244,19 @@ def test_cache_serializer_json_stores_json_text(live_server):
     assert live_server.request("GET", "/get?key=app:doc")[2] == b'{"a": [1, "two"]}'
 
 
+class JsonSerializer:
+    """JSON, as cachelib's JSONSerializer (which cachelib 0.14 does not have)."""
+
+    def dumps(self, value):
+        return json.dumps(value).encode()
+
+    def loads(self, data):
+        return json.loads(data)
+
+
 def test_the_serializer_option_works_on_every_flask_caching(live_server):
     # CACHE_OPTIONS reach the backend's constructor on Flask-Caching 2.3 and 2.4 too.
-    app, cache = make_cached_app(live_server, CACHE_OPTIONS={"serializer": JSONSerializer()})
+    app, cache = make_cached_app(live_server, CACHE_OPTIONS={"serializer": JsonSerializer()})
     with app.app_context():
         assert cache.set("doc", ["json"])
         assert cache.get("doc") == ["json"]
