@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import (
+    ClusterError,
+    ConnectionError,
+    RedisClusterException,
+    TimeoutError,
+    TryAgainError,
+)
 from redis.retry import Retry
 
 from .store import StoreUnavailable, WriteOutcomeUnknown
@@ -37,10 +44,18 @@ MAX_CONNECTIONS = 64
 MAX_REDIS_TTL_MS = 100 * 365 * 24 * 3600 * 1000
 # Errors that mean Redis did not answer: down, stopped, too slow, no free connection.
 UNREACHABLE = (ConnectionError, TimeoutError, OSError)
+# A Redis Cluster refusing a command it did not run (no node serves the slot during a
+# failover, too many redirections): nothing was done.
+CLUSTER_REFUSALS = (ClusterError, RedisClusterException, TryAgainError)
+# STORE_URL of a Redis Cluster: redis+cluster://host:port[,host:port...] (any nodes).
+CLUSTER_SCHEME = "redis+cluster://"
 
 
-def connect(url: str, timeout: float) -> redis.Redis:
-    """A client on `url` whose every wait is bounded by `timeout` and that never retries."""
+def connect(url: str, timeout: float) -> Any:
+    """A client on `url` (a Redis, or a Redis Cluster) whose every wait is bounded by
+    `timeout` and that never re-sends a command."""
+    if url.startswith(CLUSTER_SCHEME):
+        return connect_cluster(url, timeout)
     pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=MAX_CONNECTIONS,
@@ -54,6 +69,30 @@ def connect(url: str, timeout: float) -> redis.Redis:
         lib_version=None,
     )
     return redis.Redis(connection_pool=pool)
+
+
+def connect_cluster(url: str, timeout: float) -> RedisCluster:
+    """A Redis Cluster client on the nodes `url` lists. It follows MOVED and ASK (the
+    command did not run there) but never re-sends after a lost answer; after one it
+    reloads the slot map, so requests resume once a replica has taken over."""
+    addresses = url[len(CLUSTER_SCHEME) :].split("/", 1)[0].split(",")
+    nodes = []
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        nodes.append(ClusterNode(host.strip("[]") or "127.0.0.1", int(port or 6379)))
+    return RedisCluster(
+        startup_nodes=nodes,
+        retry=Retry(NoBackoff(), 0),
+        # During a failover the other slots keep being served.
+        require_full_coverage=False,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        # The wait for a free connection to a node, bounded as for one Redis.
+        connection_pool_class=functools.partial(redis.BlockingConnectionPool, timeout=timeout),
+        max_connections=MAX_CONNECTIONS,
+        lib_name=None,
+        lib_version=None,
+    )
 
 
 def abandon(pipe: Pipeline) -> None:
@@ -114,6 +153,8 @@ def guarded(method: Callable[..., T]) -> Callable[..., T]:
             # Only an unreachable or slow Redis: anything else is a bug, and must show.
             self.breaker.failed()
             raise StoreUnavailable(f"redis: {error}") from error
+        except CLUSTER_REFUSALS as error:
+            raise StoreUnavailable(f"redis cluster: {error}") from error
         except StoreUnavailable:  # WriteOutcomeUnknown included
             self.breaker.failed()
             raise

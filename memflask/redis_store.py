@@ -26,9 +26,11 @@ import zlib
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Optional, Sequence
 
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError, WatchError
 
 from .redis_connection import (
+    CLUSTER_SCHEME,
     UNREACHABLE,
     Breaker,
     abandon,
@@ -108,6 +110,10 @@ class RedisStore(Store):
     ):
         self.clock = clock if clock is not None else Clock()
         self.prefix = prefix
+        if url.startswith(CLUSTER_SCHEME) and ("{" in prefix or "}" in prefix):
+            # A hash tag in the prefix would override the shards' and put every key in
+            # one slot, or, an empty one, scatter a shard's keys over several.
+            raise ValueError(f"STORE_PREFIX must not contain '{{' or '}}' on a cluster: {prefix!r}")
         self.breaker = Breaker(pause=timeout)
         self.client = connect(url, timeout)
         self.scripts = Scripts(
@@ -179,19 +185,18 @@ class RedisStore(Store):
 
     def _read_shards(self, by_shard: dict[str, list[str]], now: float) -> dict[str, Item]:
         """Read many shards in one round trip (a pipeline of one script call per shard)."""
-        sha = self.scripts.sha("read")
         found: dict[str, Item] = {}
         pending = list(by_shard.items())
         for _ in range(2):  # once more for the shards whose call met NOSCRIPT
-            pipe = self.client.pipeline(transaction=False)
-            for shard, keys in pending:
-                names = [f"{shard}item:{key}" for key in keys]
-                keys_and_names = [*self._shard_keys(shard), *names]
-                pipe.evalsha(
-                    sha, len(keys_and_names), *keys_and_names, repr(now), f"{shard}item:", *keys
+            calls = [
+                (
+                    [*self._shard_keys(shard), *[f"{shard}item:{key}" for key in keys]],
+                    [repr(now), f"{shard}item:", *keys],
                 )
+                for shard, keys in pending
+            ]
             retry = []
-            for (shard, keys), answer in zip(pending, pipe.execute(raise_on_error=False)):
+            for (shard, keys), answer in zip(pending, self._call_many("read", calls)):
                 if isinstance(answer, NoScriptError):
                     retry.append((shard, keys))  # not run: nothing counted yet
                 elif isinstance(answer, Exception):
@@ -201,8 +206,31 @@ class RedisStore(Store):
             if not retry:
                 return found
             self.scripts.shas.pop("read", None)
-            sha, pending = self.scripts.sha("read"), retry
+            pending = retry
         raise StoreUnavailable("redis kept answering NOSCRIPT")
+
+    def _call_many(self, script: str, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Call a script once per (keys, args), pipelined: one round trip (one per node on
+        a cluster, whose own pipelines refuse scripts). Errors come back as answers."""
+        sha = self.scripts.sha(script)
+        if not isinstance(self.client, RedisCluster):
+            pipes = {"": (self.client.pipeline(transaction=False), list(range(len(calls))))}
+        else:
+            pipes = {}
+            for index, (keys, _) in enumerate(calls):
+                node = self.client.get_node_from_key(keys[0])
+                if node.name not in pipes:
+                    node_client = self.client.get_redis_connection(node)
+                    pipes[node.name] = (node_client.pipeline(transaction=False), [])
+                pipes[node.name][1].append(index)
+        answers: list[Any] = [None] * len(calls)
+        for pipe, indexes in pipes.values():
+            for index in indexes:
+                keys, args = calls[index]
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            for index, answer in zip(indexes, pipe.execute(raise_on_error=False)):
+                answers[index] = answer
+        return answers
 
     def _found(self, keys: list[str], answer: list, now: float) -> dict[str, Item]:
         found = {}
@@ -403,13 +431,11 @@ class RedisStore(Store):
         """This namespace's counters, kept by the scripts (O(shards), no SCAN), and what
         Redis itself knows of memory and evictions."""
         now = repr(self.clock())
+        calls: list[tuple[list[str], list[Any]]] = [
+            (self._shard_keys(f"{self.prefix}{{{shard}}}"), [now, ""]) for shard in range(SHARDS)
+        ]
         for _ in range(2):  # once more after NOSCRIPT (a read: simply asked again)
-            sha = self.scripts.sha("stats")
-            pipe = self.client.pipeline(transaction=False)
-            for shard in range(SHARDS):
-                names = self._shard_keys(f"{self.prefix}{{{shard}}}")
-                pipe.evalsha(sha, 2, *names, now, "")
-            answers = pipe.execute(raise_on_error=False)
+            answers = self._call_many("stats", calls)
             if not any(isinstance(answer, NoScriptError) for answer in answers):
                 break
             self.scripts.shas.pop("stats", None)
@@ -417,7 +443,7 @@ class RedisStore(Store):
             if isinstance(answer, Exception):
                 raise answer
         keys, hits, misses, expired = (sum(column) for column in zip(*answers))
-        info = self.client.info()
+        info = self._info()
         return StoreStats(
             keyCount=max(0, keys),
             maxSize=0,
@@ -428,6 +454,15 @@ class RedisStore(Store):
             evictions=info.get("evicted_keys", 0),
             expired=expired,
         )
+
+    def _info(self) -> dict[str, int]:
+        """Redis's memory and eviction figures (summed over a cluster's primaries)."""
+        fields = ("used_memory", "maxmemory", "evicted_keys")
+        if not isinstance(self.client, RedisCluster):
+            info = self.client.info()
+            return {field: info.get(field, 0) for field in fields}
+        per_node = self.client.info(target_nodes=RedisCluster.PRIMARIES)
+        return {field: sum(info.get(field, 0) for info in per_node.values()) for field in fields}
 
     def close(self) -> None:
         self.client.close()

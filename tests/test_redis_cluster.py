@@ -1,0 +1,258 @@
+"""The Redis store on a real Redis Cluster started by the tests: every verb, and failover.
+
+Clusters run on free loopback ports (each node's bus port, +10000, free too), with
+nothing written outside a temporary directory; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import redis
+
+from memflask import create_app
+from memflask.redis_store import RedisStore
+
+from .conftest import LiveServer, free_port
+
+NODE_TIMEOUT_MS = 1000
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free as well."""
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free port pair for a cluster node")
+
+
+def wait_for(condition, seconds: float, what: str) -> float:
+    """Poll `condition` until true (at most `seconds`); return the seconds it took."""
+    started = time.monotonic()
+    while True:
+        try:
+            if condition():
+                return time.monotonic() - started
+        except (redis.exceptions.RedisError, OSError):
+            pass
+        assert time.monotonic() - started < seconds, f"{what}: not within {seconds} s"
+        time.sleep(0.1)
+
+
+class Cluster:
+    """redis-server nodes joined by `redis-cli --cluster create`."""
+
+    def __init__(self, directory: Path, masters: int, replicas: int):
+        self.ports = [cluster_port() for _ in range(masters * (1 + replicas))]
+        self.processes: dict[int, subprocess.Popen] = {}
+        for port in self.ports:
+            self.processes[port] = subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port", str(port),
+                    "--bind", "127.0.0.1",
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", f"nodes-{port}.conf",
+                    "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--dir", str(directory),
+                ],
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+        for port in self.ports:
+            wait_for(lambda port=port: self.node(port).ping(), 30, "a node did not start")
+        subprocess.run(
+            [
+                "redis-cli", "--cluster", "create",
+                *[f"127.0.0.1:{port}" for port in self.ports],
+                "--cluster-replicas", str(replicas),
+                "--cluster-yes",
+            ],
+            check=True,
+            timeout=60,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(self.ready, 30, "the cluster did not come up")
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, socket_timeout=5, single_connection_client=True)
+
+    def ask(self, port: int, *command: str):
+        connection = self.node(port)
+        try:
+            return connection.execute_command(*command)
+        finally:
+            connection.close()
+
+    def alive(self) -> list[int]:
+        return [port for port, process in self.processes.items() if process.poll() is None]
+
+    def ready(self) -> bool:
+        for port in self.alive():
+            info = self.ask(port, "CLUSTER", "INFO")
+            text = info.decode() if isinstance(info, bytes) else str(info)
+            if "cluster_state:ok" not in text or "cluster_slots_ok:16384" not in text:
+                return False
+        return True
+
+    def masters(self) -> list[int]:
+        return [port for port in self.alive() if self.ask(port, "ROLE")[0] == b"master"]
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.terminate()
+        for process in self.processes.values():
+            process.wait(timeout=30)
+
+
+@contextmanager
+def cluster(tmp_path: Path, masters: int, replicas: int) -> Iterator[Cluster]:
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("the Redis Cluster tests need redis-server and redis-cli")
+    started = Cluster(tmp_path, masters, replicas)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def three_masters(tmp_path_factory) -> Iterator[Cluster]:
+    with cluster(tmp_path_factory.mktemp("cluster"), masters=3, replicas=0) as started:
+        yield started
+
+
+def app_on(url: str, clock=None, timeout: float = 1.0):
+    store = RedisStore(url, prefix=f"c-{uuid.uuid4().hex}:", timeout=timeout, clock=clock)
+    return create_app({"APP_ENV": "production", "TESTING": True}, store=store), store
+
+
+def test_every_verb_answers_on_a_cluster_as_on_one_redis(three_masters, clock):
+    app, store = app_on(three_masters.url, clock)
+    client = app.test_client()
+    try:
+        keys = [f"key-{number}" for number in range(60)]
+        batch = [{"verb": "set", "key": key, "value": key} for key in keys]
+        assert client.post("/batch", json=batch).status_code == 200
+        per_master = [three_masters.ask(port, "DBSIZE") for port in three_masters.masters()]
+        assert len(per_master) == 3 and all(size > 0 for size in per_master), per_master
+        assert client.get("/mget", query_string={"key": [*keys, "absent"]}).json == {
+            key: key for key in keys
+        }
+        assert client.get("/increment?key=n&value=5").status_code == 204
+        assert client.get("/decrement?key=n&value=2").status_code == 204
+        assert client.get("/append?key=n&value=0").status_code == 204
+        assert client.get("/get?key=n").data == b"30"
+        tag = client.get("/get?key=n").headers["ETag"]
+        assert client.get("/set?key=n&value=x", headers={"If-Match": '"1"'}).status_code == 412
+        assert client.get("/set?key=n&value=y", headers={"If-Match": tag}).status_code == 204
+        assert client.get("/add?key=n&value=z").status_code == 409
+        assert client.get("/replace?key=none&value=z").status_code == 404
+        assert client.get("/checkandset?key=n&value=w&compare=y").status_code == 204
+        assert client.get("/touch?key=n&ttl=10").status_code == 204
+        assert client.get("/gat?key=n&ttl=20").data == b"w"
+        assert client.get("/ttl?key=n").json == {"key": "n", "ttl": 20}
+        clock.tick(20)
+        assert client.get("/get?key=n").status_code == 404
+        stats = client.get("/stats").json
+        assert stats["keyCount"] == 60
+        assert (stats["hits"], stats["misses"]) == (60 + 3, 2)  # mget, get x2, gat; 2 misses
+        assert client.get("/flush?prefix=key-1").json == {"flushed": 11}
+        assert client.get("/stats").json["keyCount"] == 49
+        assert client.get("/flush").status_code == 204
+        assert client.get("/stats").json["keyCount"] == 0
+    finally:
+        store.close()
+
+
+def test_a_master_killed_its_replica_takes_over_and_no_replicated_write_is_lost(tmp_path):
+    with cluster(tmp_path, masters=3, replicas=1) as started:
+        app, store = app_on(started.url, timeout=0.5)
+        try:
+            with LiveServer(app) as server:
+
+                def call(target: str) -> tuple[int, bytes]:
+                    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+                    try:
+                        connection.request("GET", target)
+                        response = connection.getresponse()
+                        return response.status, response.read()
+                    finally:
+                        connection.close()
+
+                acknowledged = {}
+                for number in range(300):
+                    key, value = f"k{number}", f"v{number}"
+                    if call(f"/set?key={key}&value={value}")[0] == 204:
+                        acknowledged[key] = value
+                assert len(acknowledged) == 300
+
+                def replicated() -> bool:
+                    for port in started.masters():
+                        role = started.ask(port, "ROLE")
+                        offset = int(role[1])
+                        if not role[2] or any(int(replica[2]) < offset for replica in role[2]):
+                            return False
+                    return True
+
+                wait_for(replicated, 20, "the replicas did not catch up")
+                victim = started.masters()[0]
+                # A key the killed master served answers again once its replica took over.
+                probe = next(
+                    key for key in acknowledged if _served_by(started, store._key(key)) == victim
+                )
+                started.processes[victim].kill()
+                started.processes[victim].wait(timeout=30)
+                killed_at = time.monotonic()
+                resumed = wait_for(
+                    lambda: call(f"/get?key={probe}")[0] == 200, 30, "no recovery after failover"
+                )
+                print(f"requests resumed {resumed:.1f} s after the master was killed")
+                assert time.monotonic() - killed_at < 30
+                lost = {
+                    key: value
+                    for key, value in acknowledged.items()
+                    if call(f"/get?key={key}") != (200, value.encode())
+                }
+                assert lost == {}
+                assert call("/set?key=after&value=1")[0] == 204
+        finally:
+            store.close()
+
+
+def _served_by(started: Cluster, name: str) -> int:
+    """The port of the master that served `name`'s slot when the cluster was built."""
+    slot = started.ask(started.alive()[0], "CLUSTER", "KEYSLOT", name)
+    for entry in started.ask(started.alive()[0], "CLUSTER", "SLOTS"):
+        if entry[0] <= slot <= entry[1]:
+            return int(entry[2][1])
+    raise AssertionError(f"no node serves slot {slot}")
+
+
+def test_a_prefix_with_a_hash_tag_is_refused_on_a_cluster():
+    with pytest.raises(ValueError, match="STORE_PREFIX"):
+        RedisStore("redis+cluster://127.0.0.1:1", prefix="app{1}:")
