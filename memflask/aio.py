@@ -142,8 +142,9 @@ class AsyncClient:
         return status != 404
 
     async def delete(self, key: str) -> bool:
-        await self._call("delete", {"key": key})
-        return True
+        """Remove the key; answer whether it was there (one atomic request: `If-Match: *`)."""
+        status, _ = await self._call("delete", {"key": key}, allowed=(412,), if_present=True)
+        return status != 412
 
     async def flush_all(self) -> bool:
         await self._call("flush", {})
@@ -198,6 +199,7 @@ class AsyncClient:
         json_body: Optional[list] = None,
         allowed: tuple[int, ...] = (),
         prefer_value: bool = False,
+        if_present: bool = False,
     ) -> tuple[int, bytes]:
         """POST one command (a form body, or JSON for /batch); raise for a refusal.
 
@@ -212,6 +214,8 @@ class AsyncClient:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         if prefer_value:
             headers["Prefer"] = "return=representation"
+        if if_present:
+            headers["If-Match"] = "*"
         try:
             response = await self._http.post(f"/{verb}", content=body, headers=headers)
         except httpx.HTTPError as error:

@@ -167,13 +167,8 @@ class CachelibMemflaskCache(BaseCache):
         return self.client.add(self._key(key), text, expire=self._expire(timeout))
 
     def delete(self, key: str) -> bool:
-        """Whether the key existed and has been deleted, as cachelib asks.
-
-        memflask's /delete answers 204 either way, so this touches the key to an expiry
-        already past instead: the server removes it at once and answers 404 when it was
-        absent, in one atomic step.
-        """
-        return self.client.touch(self._key(key), expire=-1)
+        """Whether the key existed and has been deleted, as cachelib asks (one request)."""
+        return self.client.delete(self._key(key))
 
     def delete_many(self, *keys: str) -> list[Any]:
         """The keys now absent: a key that was not there counts as deleted (cachelib 0.16+).

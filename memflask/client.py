@@ -177,8 +177,9 @@ class Client:
         return status != 404
 
     def delete(self, key: str) -> bool:
-        self._call("delete", {"key": key})
-        return True
+        """Remove the key; answer whether it was there (one atomic request: `If-Match: *`)."""
+        status, _ = self._call("delete", {"key": key}, allowed=(412,), if_present=True)
+        return status != 412
 
     def flush_all(self) -> bool:
         self._call("flush", {})
@@ -229,8 +230,13 @@ class Client:
         json_body: Optional[list] = None,
         allowed: tuple[int, ...] = (),
         prefer_value: bool = False,
+        if_present: bool = False,
     ) -> tuple[int, bytes]:
-        """POST one command (a form body, or JSON for /batch); raise for a refusal."""
+        """POST one command (a form body, or JSON for /batch); raise for a refusal.
+
+        `if_present` sends `If-Match: *`: the write applies only to a key that exists
+        (412 otherwise).
+        """
         headers = dict(self._headers)
         if json_body is not None:
             body = json.dumps(json_body).encode()
@@ -240,6 +246,8 @@ class Client:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         if prefer_value:
             headers["Prefer"] = "return=representation"
+        if if_present:
+            headers["If-Match"] = "*"
         try:
             response = self._pool.request("POST", f"/{verb}", body=body, headers=headers)
         except urllib3.exceptions.HTTPError as error:

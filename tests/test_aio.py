@@ -46,6 +46,7 @@ def test_get_set_delete(url):
             assert await cache.set("k", "value é") is True
             assert await cache.get("k") == "value é"
             assert await cache.delete("k") is True
+            assert await cache.delete("k") is False  # it was not there
             assert await cache.get("k") is None
 
     run(scenario())

@@ -35,6 +35,7 @@ def test_get_set_delete(cache):
     assert cache.get("k") == "value é"
     assert cache.delete("k") is True
     assert cache.get("k") is None
+    assert cache.delete("k") is False  # it was not there
 
 
 def test_expire_is_seconds_from_now(cache, clock):
