@@ -130,20 +130,26 @@ def utf8_len(text: str) -> int:
 # What MAX_BYTES counts: the memory the items really take, not the UTF-8 bytes of their
 # text. A str takes sys.getsizeof(text): a header of about 50 bytes, then 1, 2 or 4 bytes
 # a character (by its widest character). Everything else an item costs is a constant,
-# measured rather than estimated: RSS growth per item of a MemoryStore filled in a fresh
-# process, its keys and values made beforehand, averaged over fills from 2^17 to 2^18
-# items so the OrderedDict's table is seen at every load between its resizes (CPython 3.11,
-# x86-64). tests/test_memory_cap.py measures them afresh and fails if one is more than 15%
-# off, so they cannot silently rot; `python -m tests.test_memory_cap` prints them.
+# measured rather than estimated, where a cap matters: at the steady state of a store at
+# its cap, items coming and going. It is the RSS growth per item held, beyond its key and
+# value strings, of stores capped at 2^15 to 2^16 keys and written over four times in a
+# fresh process (CPython 3.11, x86-64). tests/test_memory_cap.py measures them afresh and
+# fails if one is more than 15% off, so they cannot silently rot; `python -m
+# tests.test_memory_cap` prints them.
 #
-# An item without expiry: its OrderedDict entry (~80 bytes: the table and the linked list
-# node), the Item object (64) and its version int (32).
-ITEM_BYTES = 176
-# An item with an expiry: the same plus its key's slot in its second's expiry bucket.
-EXPIRING_ITEM_BYTES = 185
-# Each whole second in which live items expire: its bucket in the expiry index (a list,
-# its dict entries, the int naming the second). Paid once per second, shared by its items.
-EXPIRY_SECOND_BYTES = 200
+# An item without expiry. Filled once, a store takes 178 bytes an item: its OrderedDict
+# entry (~80: the table and the linked-list node), the Item object (64, its expiry inside)
+# and its version int (32). Under a cap, the table also holds the slots of evicted items
+# until it is next resized, and the allocator keeps what they freed: ~100 more.
+ITEM_BYTES = 282
+# An item with an expiry: the same, its key's slot in its second's bucket, and the share
+# of an item in the stale entries the expiry index may hold (see _collect_index_garbage).
+EXPIRING_ITEM_BYTES = 332
+# Each whole second in which live items expire: its bucket in the expiry index (the list,
+# its dict entry, the int naming the second). Paid once a second, shared by its items.
+EXPIRY_SECOND_BYTES = 221
+# An entry of the expiry index: a list slot, one pointer.
+INDEX_ENTRY_BYTES = 8
 
 # sys.getsizeof of an ASCII str is this plus its length; str_bytes() adds it up itself
 # because sys.getsizeof costs four times a len() on the write path.
@@ -270,18 +276,27 @@ class Store(ABC):
 
 
 class MemoryStore(Store):
-    """A thread-safe LRU store with per-item expiry, bounded by key count and by bytes.
+    """A thread-safe LRU store with per-item expiry, bounded by key count and by memory.
 
     One lock guards everything. Items sit in an OrderedDict in recency order (most recent
-    last). Items with an expiry also sit in a heap ordered by expiry, so expired items can
-    be reclaimed before any live one is evicted, and in small steps on every write.
-    Heap entries of items that were since rewritten or removed are skipped when popped.
-    The hot paths are written out inline: each method call saved is a measurable share
-    of an operation (see bench/).
+    last). MAX_BYTES bounds the memory they take: each item counts its key and value str
+    objects and its measured overhead (ITEM_BYTES, EXPIRING_ITEM_BYTES), and each whole
+    second in which live items expire counts its bucket (EXPIRY_SECOND_BYTES).
+
+    Items with an expiry are also filed by the whole second they expire in: a dict of
+    second -> keys, and a heap of those seconds. That costs an item 8 bytes where a heap
+    entry of its own took 72, and still lets expired items be reclaimed, soonest first,
+    before any live one is evicted, and in small steps on every write. When a second
+    comes due its keys are sorted by expiry once, then reclaimed in that order. Entries of
+    items since rewritten or removed are skipped then; once they may hold more than an
+    eighth of the memory counted, the index is rebuilt. The hot paths are written out
+    inline: each method call saved is a measurable share of an operation (see bench/).
     """
 
     # How many expired items a single write reclaims on its way (Redis-like active expiry).
     SWEEP_STEP = 8
+    # Index memory beyond what is counted that is never worth a rebuild (tests set 0).
+    INDEX_GARBAGE_FLOOR = 64 * 1024
 
     def __init__(
         self,
@@ -300,13 +315,36 @@ class MemoryStore(Store):
         # /keys: each scan lists the matching keys once, at its start (see scan()).
         self._scans = ScanSnapshots(MAX_SCANS)
         self._scan_ids = itertools.count(1)
-        self._expiries: list[tuple[float, int, str]] = []
         self._versions = itertools.count(1)
         self._bytes = 0
         self._hits = 0
         self._misses = 0
         self._evictions = 0
         self._expired = 0
+        self._clear_expiry_index()
+
+    def _clear_expiry_index(self) -> None:
+        # Whole second -> its bucket: how many live items expire in that second, then the
+        # keys they were filed under, and entries of items since rewritten or removed
+        # (skipped when the second comes due). One list, not a count beside it in a second
+        # dict: items that each expire in a second of their own pay for a single table.
+        # A bucket is counted against MAX_BYTES while its count is above 0.
+        self._buckets: dict[int, list] = {}
+        # The seconds in _buckets, soonest first (a heap).
+        self._expiring_seconds: list[int] = []
+        # The second being reclaimed: its bucket, keys sorted by expiry, how far reclaiming
+        # got, and the first version written after the sort. Items written into that second
+        # since then wait in _late instead, a heap of (item, version, key).
+        self._due_second: Optional[int] = None
+        self._due_bucket: list = [0]
+        self._due_position = 1
+        self._due_version = 0
+        self._late: list[tuple[Item, int, str]] = []
+        # No filed item expires before this time (a lower bound): writes sweep from then.
+        self._next_expiry: float = NEVER
+        # Memory the index may hold beyond what is counted: entries of rewritten and
+        # removed items, keys only those keep alive, buckets left without live items.
+        self._index_garbage = 0
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -316,8 +354,8 @@ class MemoryStore(Store):
         try:
             item = self._items.get(key)
             if item is not None:
-                expires_at = item.expires_at
-                if expires_at is None or expires_at > (
+                # The clock is read only for an item that expires (an Item is its expiry).
+                if item == NEVER or item > (
                     time.time() if self._injected_clock is None else self._injected_clock()
                 ):
                     self._hits += 1
@@ -355,7 +393,7 @@ class MemoryStore(Store):
             now = time.time() if self._injected_clock is None else self._injected_clock()
             items = self._items
             current = items.get(key)
-            if current is not None and current.expires_at is not None and current.expires_at <= now:
+            if current is not None and current <= now:
                 self._expire(key)
                 current = None
             if read:
@@ -369,7 +407,7 @@ class MemoryStore(Store):
                 return current
             if new is DELETE:
                 if current is not None:
-                    self._bytes -= items.pop(key).size
+                    self._forget(key, items.pop(key))
                 return None
             return self._store(key, new, current, now)
         finally:
@@ -380,8 +418,8 @@ class MemoryStore(Store):
             # Items already past their expiry count as expired, however late the sweep.
             self._reclaim_expired(self._now(), limit=None)
             self._items.clear()
-            self._expiries.clear()
             self._bytes = 0
+            self._clear_expiry_index()
 
     def export(self) -> list[tuple[str, str, Optional[float]]]:
         """Every live item as (key, value, expires_at), least recently used first."""
@@ -390,7 +428,7 @@ class MemoryStore(Store):
             return [
                 (key, item.value, item.expires_at)
                 for key, item in self._items.items()
-                if item.expires_at is None or item.expires_at > now
+                if item > now
             ]
 
     def restore(self, items: Iterable[tuple[str, str, Optional[float]]]) -> int:
@@ -473,81 +511,226 @@ class MemoryStore(Store):
     def _live(self, key: str, now: float) -> Optional[Item]:
         """Return the item under `key`, reclaiming it instead if it has expired."""
         item = self._items.get(key)
-        if item is not None and item.expires_at is not None and item.expires_at <= now:
+        if item is not None and item <= now:
             self._expire(key)
             return None
         return item
 
     def _expire(self, key: str) -> None:
-        self._bytes -= self._items.pop(key).size
+        """Reclaim the expired item under `key`, met by a read or a write."""
+        self._forget(key, self._items.pop(key))
         self._expired += 1
+
+    def _forget(self, key: str, item: Item) -> None:
+        """Uncount `item`, just taken out of the items (its index entry stays, stale)."""
+        if item < NEVER:
+            self._bytes -= str_bytes(key) + str_bytes(item.value) + EXPIRING_ITEM_BYTES
+            self._unfile(item)
+            # The stale entry keeps the key alive until its second comes due.
+            self._index_garbage += INDEX_ENTRY_BYTES + str_bytes(key)
+            self._collect_index_garbage()
+        else:
+            self._bytes -= str_bytes(key) + str_bytes(item.value) + ITEM_BYTES
 
     def _store(self, key: str, item: Item, current: Optional[Item], now: float) -> Item:
         value = item.value
-        size = (len(key) if key.isascii() else utf8_len(key)) + (
-            len(value) if value.isascii() else utf8_len(value)
+        expiring = item < NEVER
+        size = (
+            (_ASCII_STR_BYTES + len(key) if key.isascii() else getsizeof(key))
+            + (_ASCII_STR_BYTES + len(value) if value.isascii() else getsizeof(value))
+            + (EXPIRING_ITEM_BYTES if expiring else ITEM_BYTES)
         )
-        if self.max_bytes and size > self.max_bytes:
-            raise ItemTooLarge(f"{size} bytes do not fit in a store of {self.max_bytes} bytes")
+        max_bytes = self.max_bytes
+        # Alone, with its second's bucket: if that does not fit, evicting cannot help.
+        if max_bytes and size + (EXPIRY_SECOND_BYTES if expiring else 0) > max_bytes:
+            raise ItemTooLarge(f"{size} bytes do not fit in a store of {max_bytes} bytes")
         item.version = next(self._versions)
-        item.size = size
         items = self._items
-        expires_at = item.expires_at
-        if expires_at is not None and expires_at <= now:
+        if item <= now:
             # Stored already expired: nothing is left to read, so nothing is kept.
             if current is not None:
-                self._bytes -= items.pop(key).size
+                self._forget(key, items.pop(key))
             return item
-        if expires_at is not None:
-            heapq.heappush(self._expiries, (expires_at, item.version, key))
         items[key] = item
-        if current is not None:
+        if current is None:
+            self._bytes += size
+            if expiring:
+                self._file(key, item)
+        else:
             items.move_to_end(key)  # cheaper than deleting and inserting again
-            self._bytes -= current.size
-        self._bytes += size
-        if len(self._expiries) > 2 * len(items) + 64:
-            self._compact_expiries()
-        if self._expiries and self._expiries[0][0] <= now:
+            current_value = current.value
+            self._bytes += size - (
+                (_ASCII_STR_BYTES + len(key) if key.isascii() else getsizeof(key))
+                + (
+                    _ASCII_STR_BYTES + len(current_value)
+                    if current_value.isascii()
+                    else getsizeof(current_value)
+                )
+                + (EXPIRING_ITEM_BYTES if current < NEVER else ITEM_BYTES)
+            )
+            if current < NEVER or expiring:
+                self._refile(key, current, item)
+        if self._next_expiry <= now:
             self._reclaim_expired(now, limit=self.SWEEP_STEP)
-        if self._over_capacity():
+        if (self.max_keys and len(items) > self.max_keys) or (
+            max_bytes and self._bytes > max_bytes
+        ):
             self._make_room(now)
         return item
 
-    def _over_capacity(self) -> bool:
-        return bool(
-            (self.max_keys and len(self._items) > self.max_keys)
-            or (self.max_bytes and self._bytes > self.max_bytes)
-        )
-
     def _make_room(self, now: float) -> None:
         """Evict until within capacity: expired items first, then least recently used."""
-        while self._over_capacity():
-            if self._reclaim_expired(now, limit=1):
+        items = self._items
+        while (self.max_keys and len(items) > self.max_keys) or (
+            self.max_bytes and self._bytes > self.max_bytes
+        ):
+            if self._next_expiry <= now and self._reclaim_expired(now, limit=1):
                 continue
-            _, evicted = self._items.popitem(last=False)
-            self._bytes -= evicted.size
+            key, evicted = items.popitem(last=False)
+            self._forget(key, evicted)
             self._evictions += 1
 
+    # -- the expiry index ------------------------------------------------------------------
+
+    def _file(self, key: str, item: Item) -> None:
+        """File the expiring `item` under its second, counting the second's bucket if new."""
+        second = int(item)
+        if second == self._due_second:
+            bucket = self._due_bucket
+            heapq.heappush(self._late, (item, item.version, key))
+        else:
+            bucket = self._buckets.get(second)
+            if bucket is None:
+                self._buckets[second] = bucket = [0, key]
+                heapq.heappush(self._expiring_seconds, second)
+            else:
+                bucket.append(key)
+        if second < self._next_expiry:
+            self._next_expiry = second
+        if not bucket[0]:
+            self._bytes += EXPIRY_SECOND_BYTES
+        bucket[0] += 1
+
+    def _unfile(self, item: Item) -> None:
+        """Uncount the expiring `item` in its second (the entry itself stays, or is used up)."""
+        second = int(item)
+        bucket = self._due_bucket if second == self._due_second else self._buckets[second]
+        bucket[0] -= 1
+        if not bucket[0]:
+            self._bytes -= EXPIRY_SECOND_BYTES
+            self._index_garbage += EXPIRY_SECOND_BYTES  # it stays until due, or a rebuild
+
+    def _refile(self, key: str, current: Item, new: Item) -> None:
+        """File a rewritten item: `current` was there, `new` replaces it (either may not expire)."""
+        if current < NEVER:
+            second = int(current)
+            if new < NEVER and int(new) == second and second != self._due_second:
+                return  # the entry of `current` stands for `new` as well
+            self._unfile(current)
+            self._index_garbage += INDEX_ENTRY_BYTES
+        if new < NEVER:
+            self._file(key, new)
+            # Its entry holds the key written, which may be a copy of the one the items hold.
+            self._index_garbage += str_bytes(key)
+        self._collect_index_garbage()
+
+    def _collect_index_garbage(self) -> None:
+        """Rebuild the index once its stale entries may hold an eighth of the memory counted."""
+        if self._index_garbage > (self._bytes >> 3) + self.INDEX_GARBAGE_FLOOR:
+            self._rebuild_expiry_index()
+
+    def _rebuild_expiry_index(self) -> None:
+        """File every expiring item afresh, dropping the entries of rewritten or removed ones.
+
+        The index's dict and heap are refilled in place rather than made anew: tables of
+        this size come from malloc, and swapping them for new ones on every rebuild left
+        holes in its heap that RSS kept.
+        """
+        buckets = self._buckets
+        for bucket in buckets.values():
+            bucket[:] = [0]
+        for key, item in self._items.items():
+            if item < NEVER:
+                second = int(item)
+                bucket = buckets.get(second)
+                if bucket is None:
+                    buckets[second] = [1, key]
+                else:
+                    bucket[0] += 1
+                    bucket.append(key)
+        for second in [second for second, bucket in buckets.items() if not bucket[0]]:
+            del buckets[second]
+        seconds = self._expiring_seconds
+        seconds[:] = buckets
+        heapq.heapify(seconds)
+        self._due_second, self._due_bucket, self._due_position = None, [0], 1
+        self._late.clear()
+        self._next_expiry = seconds[0] if seconds else NEVER
+        self._index_garbage = 0
+
     def _reclaim_expired(self, now: float, limit: Optional[int]) -> int:
-        """Remove up to `limit` (None: all) expired items, oldest expiry first."""
+        """Remove up to `limit` (None: all) expired items, soonest expiry first."""
         reclaimed = 0
-        expiries = self._expiries
-        while expiries and expiries[0][0] <= now and (limit is None or reclaimed < limit):
-            _, version, key = heapq.heappop(expiries)
-            item = self._items.get(key)
-            if item is not None and item.version == version:
-                self._expire(key)
-                reclaimed += 1
+        items = self._items
+        while limit is None or reclaimed < limit:
+            if self._due_second is None and not self._start_due_second(now):
+                break
+            # The soonest of the due second's sorted keys, skipping entries of items that
+            # are gone, expire in another second, or were written since the sort.
+            second, keys, position = self._due_second, self._due_bucket, self._due_position
+            sorted_item = None
+            while position < len(keys):
+                sorted_item = items.get(keys[position])
+                if (
+                    sorted_item is not None
+                    and sorted_item.version < self._due_version
+                    and int(sorted_item) == second
+                ):
+                    break
+                sorted_item = None
+                position += 1
+            self._due_position = position
+            late = self._late
+            while late and items.get(late[0][2]) is not late[0][0]:
+                heapq.heappop(late)
+            if late and (sorted_item is None or late[0][0] < sorted_item):
+                item, _, key = late[0]
+                if item > now:
+                    self._next_expiry = float(item)
+                    break
+                heapq.heappop(late)
+            elif sorted_item is not None:
+                item, key = sorted_item, keys[position]
+                if item > now:
+                    self._next_expiry = float(item)
+                    break
+                self._due_position = position + 1
+            else:
+                # This second is done.
+                self._due_second, self._due_bucket, self._due_position = None, [0], 1
+                continue
+            del items[key]
+            self._bytes -= str_bytes(key) + str_bytes(item.value) + EXPIRING_ITEM_BYTES
+            self._unfile(item)
+            self._expired += 1
+            reclaimed += 1
         return reclaimed
 
-    def _compact_expiries(self) -> None:
-        """Rebuild the heap when entries of rewritten items outnumber the live ones."""
-        self._expiries = [
-            (item.expires_at, item.version, key)
-            for key, item in self._items.items()
-            if item.expires_at is not None
-        ]
-        heapq.heapify(self._expiries)
+    def _start_due_second(self, now: float) -> bool:
+        """Start reclaiming the soonest second if it has come; False if none has."""
+        seconds = self._expiring_seconds
+        if not seconds or seconds[0] > now:
+            self._next_expiry = seconds[0] if seconds else NEVER
+            return False
+        second = heapq.heappop(seconds)
+        bucket = self._buckets.pop(second)
+        items = self._items
+        # An Item compares as its expiry. Entries of removed items sort first, and so does
+        # the count, and the sort is stable: the count stays first.
+        bucket.sort(key=lambda key: items.get(key, -1.0))
+        self._due_second, self._due_bucket, self._due_position = second, bucket, 1
+        self._due_version = next(self._versions)
+        return True
 
 
 # Scans a memory store keeps going at once; a new one lets the oldest go (its next page
