@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,9 @@ from memflask.store import (
     str_bytes,
 )
 
-from .conftest import ROOT
+# The checkout, where `python -m tests.test_memory_cap` runs. Not imported from conftest:
+# a measuring child imports nothing but this module and the store (no Flask, no Redis).
+ROOT = Path(__file__).resolve().parent.parent
 
 # Each constant is measured in stores capped at these many keys, each written over
 # MEASURE_FILLS times: at the steady state a cap keeps, where items come and go. The counts
