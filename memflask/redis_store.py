@@ -311,7 +311,7 @@ class RedisStore(Store):
         stats_name, expiries_name = self._shard_keys(shard)
         counted = not read
         exec_sent = False
-        with self.client.pipeline() as pipe:
+        with self._client_for(name).pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(name)
@@ -402,16 +402,45 @@ class RedisStore(Store):
 
     @guarded
     def scan(self, prefix: str, cursor: str, limit: int) -> tuple[list[str], str]:
+        if isinstance(self.client, RedisCluster):
+            return self._scan_cluster(prefix, cursor, limit)
         # Redis starts and ends a scan with cursor 0; memflask's cursors say it empty.
         if cursor and not (cursor.isascii() and cursor.isdigit() and cursor != "0"):
             raise UnknownCursor(f"unknown cursor {cursor[:40]!r}; start again")
+        next_cursor, live = self._scan_node(self.client, prefix, int(cursor or 0), limit)
+        return live, "" if next_cursor == 0 else str(next_cursor)
+
+    def _scan_cluster(self, prefix: str, cursor: str, limit: int) -> tuple[list[str], str]:
+        """A cluster's scan: each primary in turn, the cursor `<primary>.<its cursor>`.
+
+        A key present for the whole scan is listed at least once while the cluster's
+        primaries stay the same; after a failover or a reshard, start again.
+        """
+        primaries = sorted(self.client.get_primaries(), key=lambda node: node.name)
+        index, position = 0, 0
+        if cursor:
+            index_text, _, position_text = cursor.partition(".")
+            if not (
+                cursor.isascii()
+                and index_text.isdigit()
+                and position_text.isdigit()
+                and int(index_text) < len(primaries)
+            ):
+                raise UnknownCursor(f"unknown cursor {cursor[:40]!r}; start again")
+            index, position = int(index_text), int(position_text)
+        node_client = self.client.get_redis_connection(primaries[index])
+        position, live = self._scan_node(node_client, prefix, position, limit)
+        if position == 0:
+            index += 1
+        return live, "" if index == len(primaries) else f"{index}.{position}"
+
+    def _scan_node(self, client: Any, prefix: str, cursor: int, limit: int) -> tuple[int, list]:
+        """One SCAN step on one Redis: the next cursor, and the live keys it met."""
         try:
-            next_cursor, names = self.client.scan(
-                int(cursor or 0), match=self._pattern(prefix), count=limit
-            )
+            next_cursor, names = client.scan(cursor, match=self._pattern(prefix), count=limit)
         except ResponseError as error:  # a number Redis never gave as a cursor
-            raise UnknownCursor(f"unknown cursor {cursor[:40]!r}: {error}") from None
-        pipe = self.client.pipeline(transaction=False)
+            raise UnknownCursor(f"unknown cursor {cursor}: {error}; start again") from None
+        pipe = client.pipeline(transaction=False)
         for name in names:
             pipe.hmget(name, FIELDS)
         now = self.clock()
@@ -420,7 +449,7 @@ class RedisStore(Store):
             for name, fields in zip(names, pipe.execute())
             if self._item(fields, now) is not None
         ]
-        return live, "" if next_cursor == 0 else str(next_cursor)
+        return next_cursor, live
 
     def _pattern(self, prefix: str) -> str:
         """The SCAN pattern of this namespace's items whose key starts with `prefix`."""
@@ -454,6 +483,14 @@ class RedisStore(Store):
             evictions=info.get("evicted_keys", 0),
             expired=expired,
         )
+
+    def _client_for(self, name: str) -> Any:
+        """The client of the node serving `name`: a cluster's own pipelines have no WATCH,
+        so a transaction on one key goes to its node directly (a slot moving meanwhile
+        is a 503, nothing done)."""
+        if not isinstance(self.client, RedisCluster):
+            return self.client
+        return self.client.get_redis_connection(self.client.get_node_from_key(name))
 
     def _info(self) -> dict[str, int]:
         """Redis's memory and eviction figures (summed over a cluster's primaries)."""
