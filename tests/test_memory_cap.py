@@ -108,7 +108,9 @@ def test_per_item_constants_are_within_15_percent_of_a_fresh_measurement():
     measured = measure_overheads()
     assert measured["item"] == pytest.approx(ITEM_BYTES, rel=0.15), measured
     assert measured["expiring_item"] == pytest.approx(EXPIRING_ITEM_BYTES, rel=0.15), measured
-    assert measured["expiry_second"] == pytest.approx(EXPIRY_SECOND_BYTES, rel=0.15), measured
+    # The difference of two measurements four times its size: their few percent of noise
+    # (runs here gave 194 to 240 across CPython 3.9 to 3.13) make 25% the tolerance.
+    assert measured["expiry_second"] == pytest.approx(EXPIRY_SECOND_BYTES, rel=0.25), measured
 
 
 def test_str_bytes_is_what_sys_getsizeof_says():
