@@ -20,6 +20,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import (
+    AskError,
     ClusterError,
     ConnectionError,
     RedisClusterException,
@@ -45,8 +46,9 @@ MAX_REDIS_TTL_MS = 100 * 365 * 24 * 3600 * 1000
 # Errors that mean Redis did not answer: down, stopped, too slow, no free connection.
 UNREACHABLE = (ConnectionError, TimeoutError, OSError)
 # A Redis Cluster refusing a command it did not run (no node serves the slot during a
-# failover, too many redirections): nothing was done.
-CLUSTER_REFUSALS = (ClusterError, RedisClusterException, TryAgainError)
+# failover, too many redirections, a slot that moved under a transaction sent to one
+# node): nothing was done.
+CLUSTER_REFUSALS = (ClusterError, RedisClusterException, TryAgainError, AskError)
 # STORE_URL of a Redis Cluster: redis+cluster://host:port[,host:port...] (any nodes).
 CLUSTER_SCHEME = "redis+cluster://"
 
