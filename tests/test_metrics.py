@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from memflask import create_app
+from memflask.store import item_bytes
 
 
 def scrape(client, headers=None) -> dict[tuple[str, tuple], float]:
@@ -38,7 +39,7 @@ def test_metrics_report_requests_by_verb_and_status_and_the_store(client, clock)
     assert samples[("memflask_expired_total", ())] == 1
     assert samples[("memflask_evictions_total", ())] == 0
     assert samples[("memflask_items", ())] == 1
-    assert samples[("memflask_bytes", ())] == len("a12")
+    assert samples[("memflask_bytes", ())] == item_bytes("a", "12", None)
 
 
 def test_each_app_has_its_own_registry(clock):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from memflask import create_app
+from memflask.store import item_bytes
 
 # Runs on every store backend (tests/conftest.py).
 CONTRACT = True
@@ -233,12 +234,13 @@ def test_batch_needs_a_body(client):
 
 
 def test_max_bytes_keeps_the_store_under_the_cap(clock):
-    client = create_app({"APP_ENV": "production", "MAX_BYTES": 1000, "CLOCK": clock}).test_client()
+    cap = 10 * item_bytes("k000", "x" * 96, None)  # what ten of these items take
+    client = create_app({"APP_ENV": "production", "MAX_BYTES": cap, "CLOCK": clock}).test_client()
     for number in range(100):
         assert client.get(f"/set?key=k{number:03d}&value={'x' * 96}").status_code == 204
     stats = client.get("/stats").json
-    assert stats["bytes"] <= 1000
-    assert stats["maxBytes"] == 1000
+    assert stats["bytes"] <= cap
+    assert stats["maxBytes"] == cap
     assert stats["keyCount"] == 10
     assert stats["evictions"] == 90
     assert get(client, "k099") is not None
@@ -246,7 +248,8 @@ def test_max_bytes_keeps_the_store_under_the_cap(clock):
 
 
 def test_value_bigger_than_the_whole_cap_is_413_and_changes_nothing(clock):
-    client = create_app({"APP_ENV": "production", "MAX_BYTES": 100, "CLOCK": clock}).test_client()
+    cap = item_bytes("a", "1", None) + 50  # "a" fits; "b" with 100 bytes of value does not
+    client = create_app({"APP_ENV": "production", "MAX_BYTES": cap, "CLOCK": clock}).test_client()
     client.get("/set?key=a&value=1")
     response = client.get(f"/set?key=b&value={'x' * 100}")
     assert response.status_code == 413
@@ -294,7 +297,7 @@ def test_stats_reports_every_counter(client, clock):
     client.get("/get?key=b")  # expired: a miss, and reclaimed
     stats = client.get("/stats").json
     assert stats["keyCount"] == 1
-    assert stats["bytes"] == len("a12")
+    assert stats["bytes"] == item_bytes("a", "12", None)  # memory, as MAX_BYTES counts it
     assert stats["hits"] == 1
     assert stats["misses"] == 2
     assert stats["expired"] == 1
