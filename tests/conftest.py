@@ -13,6 +13,7 @@ from typing import Iterator, Optional
 
 import pytest
 import redis
+from werkzeug.test import Client
 
 from memflask import create_app
 from memflask.serve import GracefulServer
@@ -94,18 +95,36 @@ def clock() -> FakeClock:
 
 # How a contract test's app serves: (backend, hot path on). The Flask view (hot path
 # off) runs on the memory store; Redis answers through the hot path.
-CONTRACT_SERVING = [("memory", True), ("memory", False), ("redis", True)]
+# How a contract test's app serves: (backend, hot path on, through). The Flask view (hot
+# path off) runs on the memory store; Redis answers through the hot path; "waitress"
+# sends every request of the test client over a socket to real waitress (in-process, so
+# the test's clock and store are the server's).
+CONTRACT_SERVING = [
+    ("memory", True, "test-client"),
+    ("memory", False, "test-client"),
+    ("redis", True, "test-client"),
+    ("memory", True, "waitress"),
+]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A module with CONTRACT = True runs every test that uses the app on both backends,
     and with the hot path on and off."""
     if getattr(metafunc.module, "CONTRACT", False) and "backend" in metafunc.fixturenames:
+        serving = CONTRACT_SERVING
+        names: tuple[str, ...] = ("backend", "hot_path", "through")
+        if "through" not in metafunc.fixturenames:  # no `client`: its own way to the app
+            serving = [entry[:2] for entry in serving if entry[2] != "waitress"]
+            names = names[:2]
         metafunc.parametrize(
-            ("backend", "hot_path"),
-            CONTRACT_SERVING,
+            names,
+            serving,
             indirect=True,
-            ids=[f"{backend}-{'hot' if hot else 'flask'}" for backend, hot in CONTRACT_SERVING],
+            ids=[
+                f"{entry[0]}-{'hot' if entry[1] else 'flask'}"
+                + ("-waitress" if entry[2:] == ("waitress",) else "")
+                for entry in serving
+            ],
         )
 
 
@@ -118,6 +137,12 @@ def backend(request: pytest.FixtureRequest) -> str:
 def hot_path(request: pytest.FixtureRequest) -> bool:
     """Whether the app serves its verbs through the WSGI-level hot path (the default)."""
     return getattr(request, "param", True)
+
+
+@pytest.fixture
+def through(request: pytest.FixtureRequest) -> str:
+    """How the `client` fixture reaches the app: Flask's test client, or real waitress."""
+    return getattr(request, "param", "test-client")
 
 
 @pytest.fixture(scope="session")
@@ -190,8 +215,53 @@ def state_of(store, key: str) -> Optional[tuple]:
 
 
 @pytest.fixture
-def client(app):
-    return app.test_client()
+def client(app, through: str):
+    if through == "test-client":
+        yield app.test_client()
+        return
+    with LiveServer(app) as server:
+        # The test client's requests, each sent over a socket to waitress as it is.
+        yield Client(forwarding_app(server.port), response_wrapper=app.response_class)
+
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding"}
+
+
+def forwarding_app(port: int):
+    """A WSGI app that sends each request to 127.0.0.1:`port` and answers what came back."""
+
+    def forward(environ, start_response):
+        headers = {
+            name[5:].replace("_", "-").title(): value
+            for name, value in environ.items()
+            if name.startswith("HTTP_")
+        }
+        for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(name):
+                headers[name.replace("_", "-").title()] = environ[name]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else None
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            # The path as the client sent it (escapes kept), then the query string.
+            target = environ["REQUEST_URI"].partition("?")[0]
+            if environ.get("QUERY_STRING"):
+                target += "?" + environ["QUERY_STRING"]
+            connection.putrequest(
+                environ["REQUEST_METHOD"], target, skip_host=True, skip_accept_encoding=True
+            )
+            for name, value in headers.items():
+                connection.putheader(name, value)
+            connection.endheaders(body)
+            response = connection.getresponse()
+            answer = response.read()
+        finally:
+            connection.close()
+        kept = [(n, v) for n, v in response.getheaders() if n.lower() not in HOP_BY_HOP]
+        start_response(f"{response.status} {response.reason}", kept)
+        return [answer]
+
+    return forward
 
 
 @pytest.fixture
