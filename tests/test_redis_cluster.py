@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
@@ -240,12 +240,24 @@ def test_a_master_killed_its_replica_takes_over_and_no_replicated_write_is_lost(
                 on_victim = [
                     key for key in acknowledged if _served_by(started, store._key(key)) == victim
                 ]
-                had = {
-                    key: acknowledged[key]
-                    for key in on_victim
-                    if _replica_value(replica, store._key(key)) == acknowledged[key]
-                }
-                assert had, "the replica held none of its master's keys"
+
+                def replica_has() -> dict[str, str]:
+                    return {
+                        key: acknowledged[key]
+                        for key in on_victim
+                        if _replica_value(replica, store._key(key)) == acknowledged[key]
+                    }
+
+                # The offsets can agree a moment before the replica answers reads of them.
+                with suppress(AssertionError):
+                    wait_for(lambda: len(replica_has()) == len(on_victim), 20, "replica reads")
+                had = replica_has()
+                assert had, (
+                    "the replica held none of its master's keys",
+                    started.ask(victim, "ROLE"),
+                    started.ask(replica, "ROLE"),
+                    started.ask(replica, "DBSIZE"),
+                )
                 probe = next(iter(had))
                 started.processes[victim].kill()
                 started.processes[victim].wait(timeout=30)
