@@ -132,9 +132,12 @@ def validate(config: Config) -> None:
         raise ConfigError(f"SNAPSHOT_PATH must be a file path, got {config['SNAPSHOT_PATH']!r}")
     url = config["STORE_URL"]
     if not isinstance(url, str) or not url.startswith(
-        ("memory://", "redis://", "rediss://", "unix://")
+        ("memory://", "redis://", "rediss://", "unix://", "redis+cluster://")
     ):
-        raise ConfigError(f"STORE_URL must be memory:// or redis://host:port/db, got {url!r}")
+        raise ConfigError(
+            "STORE_URL must be memory://, redis://host:port/db or "
+            f"redis+cluster://host:port[,host:port...], got {url!r}"
+        )
     if config["SNAPSHOT_PATH"] and not url.startswith("memory://"):
         raise ConfigError("SNAPSHOT_PATH is for the memory store; Redis keeps its own data")
     if not isinstance(config["STORE_PREFIX"], str) or not config["STORE_PREFIX"]:
