@@ -9,7 +9,7 @@ import sys
 
 from . import create_app
 from .config import ConfigError
-from .serve import serve
+from .serve import CannotListen, serve
 
 
 def main() -> None:
@@ -17,7 +17,10 @@ def main() -> None:
         app = create_app()
     except ConfigError as error:
         sys.exit(f"memflask: bad setting: {error}")
-    serve(app)
+    try:
+        serve(app)
+    except CannotListen as error:
+        sys.exit(f"memflask: {error}")
 
 
 if __name__ == "__main__":

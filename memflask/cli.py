@@ -10,6 +10,7 @@ import importlib.util
 import json
 import sys
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
 
 import click
 
@@ -17,6 +18,7 @@ from . import __version__
 from .app import create_app
 from .client import Client, MemflaskError
 from .config import DEFAULTS, INTEGER_SETTINGS, ConfigError
+from .serve import CannotListen
 from .serve import serve as serve_app
 
 ABSENT, REFUSED, UNAVAILABLE = 1, 3, 4
@@ -71,7 +73,10 @@ def serve(server: str, workers: int, **settings: Any) -> None:
         app = create_app(settings=overrides)
     except ConfigError as error:
         raise click.UsageError(f"bad setting: {error}") from None
-    serve_app(app)
+    try:
+        serve_app(app)
+    except CannotListen as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _serve_with_granian(overrides: dict[str, Any], workers: int) -> None:
@@ -90,7 +95,7 @@ def _serve_with_granian(overrides: dict[str, Any], workers: int) -> None:
 def _client_options(command: Callable) -> Callable:
     command = click.option(
         "--timeout",
-        type=float,
+        type=click.FloatRange(min=0, min_open=True),
         default=5.0,
         show_default=True,
         help="Seconds to wait for the server.",
@@ -103,8 +108,18 @@ def _client_options(command: Callable) -> Callable:
         envvar="MEMFLASK_URL",
         default="http://127.0.0.1:8000",
         show_default=True,
+        callback=_check_url,
         help="The server [env: MEMFLASK_URL].",
     )(command)
+
+
+def _check_url(context: click.Context, parameter: click.Parameter, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(
+            f"{url!r} is not a server URL: give one such as http://127.0.0.1:8000"
+        )
+    return url
 
 
 def _talk(url: str, token: Optional[str], timeout: float, action: Callable[[Client], Any]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import resource
 import signal
@@ -133,6 +134,17 @@ def keep_alive_after_bodiless_answers() -> None:
     HTTPChannel.task_class = BodilessKeepAliveTask
 
 
+class CannotListen(OSError):
+    """The listen address is taken or not ours: said in one line, for the operator."""
+
+    @classmethod
+    def from_error(cls, error: OSError, options: Mapping[str, Any]) -> CannotListen:
+        where = options.get("listen") or f"{options.get('host')}:{options.get('port')}"
+        if error.errno == errno.EADDRINUSE:
+            return cls(f"cannot listen on {where}: port {options.get('port', where)} is in use")
+        return cls(f"cannot listen on {where}: {error.strerror or error}")
+
+
 class GracefulServer:
     """waitress on an app's settings, stopped gracefully from any thread by `stop()`.
 
@@ -157,7 +169,11 @@ class GracefulServer:
         options = waitress_options(app.config)
         if "listen" in overrides:  # waitress refuses host and port beside listen
             del options["host"], options["port"]
-        self.server = _create_waitress_server(app, **{**options, **overrides})
+        options.update(overrides)
+        try:
+            self.server = _create_waitress_server(app, **options)
+        except OSError as error:
+            raise CannotListen.from_error(error, options) from None
         self._stopping = threading.Event()
         self._stopping_at_once = threading.Event()
         # Reentrant: a signal handler calling stop() may interrupt the loop thread while

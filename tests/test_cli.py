@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+from typing import Optional
 
 import pytest
 from click.testing import CliRunner
@@ -116,3 +118,43 @@ def test_serve_with_a_bad_setting_exits_2():
     result = CliRunner().invoke(main, ["serve", "--max-bytes", "-5"])
     assert result.exit_code == 2
     assert "MAX_BYTES" in result.output
+
+
+# -- what the user did wrong: one clear line, no traceback ---------------------------------
+
+
+def run_command(*args: str, env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", ""), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "options, said",
+    [
+        (["--url", "localhost:8000"], "not a server URL"),
+        (["--url", "ftp://127.0.0.1:8000"], "not a server URL"),
+        (["--timeout", "0"], "--timeout"),
+    ],
+)
+def test_a_bad_client_option_is_one_line_and_exit_2(options, said):
+    result = run_command("-m", "memflask.cli", "get", "k", *options)
+    assert result.returncode == 2
+    assert said in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_one_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for command in (["-m", "memflask"], ["-m", "memflask.cli", "serve", "--port", str(port)]):
+            result = run_command(*command, env={"PORT": str(port)})
+            assert result.returncode == 1, result.stderr
+            assert f"port {port} is in use" in result.stderr
+            assert "Traceback" not in result.stderr
