@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 from typing import Any, AsyncIterator, Iterable, Mapping, Optional, Union
-from urllib.parse import urlencode
 
 import httpx
 
-from .client import MemflaskConnectionError, Value, _error
+from .client import MemflaskConnectionError, Value, _error, _request
 
 __all__ = ["AsyncClient"]
 
@@ -205,17 +204,7 @@ class AsyncClient:
 
         The same request as Client._call sends, and the same refusals (client._error).
         """
-        headers = {}
-        if json_body is not None:
-            body = json.dumps(json_body).encode()
-            headers["Content-Type"] = "application/json"
-        else:
-            body = urlencode(fields or {}).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        if prefer_value:
-            headers["Prefer"] = "return=representation"
-        if if_present:
-            headers["If-Match"] = "*"
+        body, headers = _request(fields, json_body, prefer_value, if_present)
         try:
             response = await self._http.post(f"/{verb}", content=body, headers=headers)
         except httpx.HTTPError as error:

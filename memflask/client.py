@@ -237,24 +237,36 @@ class Client:
         `if_present` sends `If-Match: *`: the write applies only to a key that exists
         (412 otherwise).
         """
-        headers = dict(self._headers)
-        if json_body is not None:
-            body = json.dumps(json_body).encode()
-            headers["Content-Type"] = "application/json"
-        else:
-            body = urlencode(fields or {}).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        if prefer_value:
-            headers["Prefer"] = "return=representation"
-        if if_present:
-            headers["If-Match"] = "*"
+        body, headers = _request(fields, json_body, prefer_value, if_present)
         try:
-            response = self._pool.request("POST", f"/{verb}", body=body, headers=headers)
+            response = self._pool.request(
+                "POST", f"/{verb}", body=body, headers={**self._headers, **headers}
+            )
         except urllib3.exceptions.HTTPError as error:
             raise MemflaskConnectionError(0, "connection_error", str(error)) from error
         if response.status < 300 or response.status in allowed:
             return response.status, response.data
         raise _error(response.status, response.data)
+
+
+def _request(
+    fields: Union[Mapping[str, Value], list[tuple[str, Value]], None],
+    json_body: Optional[list],
+    prefer_value: bool,
+    if_present: bool,
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of one command's POST (shared by Client and AsyncClient)."""
+    if json_body is not None:
+        body = json.dumps(json_body).encode()
+        headers = {"Content-Type": "application/json"}
+    else:
+        body = urlencode(fields or {}).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if prefer_value:
+        headers["Prefer"] = "return=representation"
+    if if_present:
+        headers["If-Match"] = "*"
+    return body, headers
 
 
 def _error(status: int, body: bytes) -> MemflaskError:
