@@ -4,6 +4,7 @@ Also `granian --interface wsgi wsgi:app` and `flask --app wsgi run`.
 """
 
 from memflask import create_app
+from memflask.config import ConfigError
 from memflask.granian_server import prepare_worker
 from memflask.serve import adopt_waitress_serve
 
@@ -12,6 +13,13 @@ from memflask.serve import adopt_waitress_serve
 # memflask.serve.adopt_waitress_serve). Other servers never call waitress.create_server.
 adopt_waitress_serve()
 
-# In a granian worker: the last snapshot saved at the worker's exit, several workers on
-# the memory store refused (see memflask.granian_server.prepare_worker). Elsewhere: nothing.
-app = prepare_worker(create_app())
+try:
+    # In a granian worker: the last snapshot saved at the worker's exit, several workers
+    # on the memory store refused (see memflask.granian_server.prepare_worker).
+    # Elsewhere: nothing.
+    app = prepare_worker(create_app())
+except ConfigError as error:
+    # One line and exit 2. Raised on, a bad setting would be a traceback: waitress-serve
+    # catches a ValueError while importing and prints it in five lines, exit 1; granian
+    # and `flask run --debug`'s reloader print the traceback. A SystemExit passes all three.
+    error.exit()

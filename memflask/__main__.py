@@ -1,6 +1,7 @@
 """`python -m memflask`: serve with waitress on HOST:PORT (127.0.0.1:8000 by default).
 
 SIGTERM or SIGINT stops it gracefully: requests in flight are answered, then it exits 0.
+A bad setting is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ def main() -> None:
     try:
         app = create_app()
     except ConfigError as error:
-        sys.exit(f"memflask: bad setting: {error}")
+        error.exit()
     try:
         serve(app)
     except CannotListen as error:

@@ -17,7 +17,7 @@ import click
 from . import __version__
 from .app import create_app
 from .client import Client, MemflaskError
-from .config import DEFAULTS, INTEGER_SETTINGS, ConfigError
+from .config import DEFAULTS, INTEGER_SETTINGS
 from .serve import CannotListen
 from .serve import serve as serve_app
 
@@ -69,10 +69,7 @@ def serve(server: str, workers: int, **settings: Any) -> None:
         return
     if workers != 1:
         raise click.UsageError("--workers is for --server granian (waitress runs one process)")
-    try:
-        app = create_app(settings=overrides)
-    except ConfigError as error:
-        raise click.UsageError(f"bad setting: {error}") from None
+    app = create_app(settings=overrides)  # a bad setting: ConfigError, one line and exit 2
     try:
         serve_app(app)
     except CannotListen as error:
@@ -88,8 +85,6 @@ def _serve_with_granian(overrides: dict[str, Any], workers: int) -> None:
         granian_server.serve(overrides, workers)
     except granian_server.WorkersRefused as error:
         raise click.UsageError(f"--workers {workers}: {error}") from None
-    except ConfigError as error:
-        raise click.UsageError(f"bad setting: {error}") from None
 
 
 def _client_options(command: Callable) -> Callable:

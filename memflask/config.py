@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Optional
+import sys
+from typing import IO, Any, Mapping, NoReturn, Optional
 
+import click
 from flask import Config
 
 MIB = 1024 * 1024
@@ -67,8 +69,30 @@ BODY_BYTES_PER_VALUE_BYTE = 6
 BODY_OVERHEAD_BYTES = 64 * 1024
 
 
-class ConfigError(ValueError):
-    """A setting that memflask cannot start with; the message names it."""
+class ConfigError(ValueError, click.ClickException):
+    """A setting that memflask cannot start with; the message names it.
+
+    A ValueError to library callers and tests. A click exception too, so that a click
+    command meeting one (`flask run`, which re-raises what the app factory raised, and
+    `memflask serve`) says it in one line and exits 2, as a usage error does.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        click.ClickException.__init__(self, message)
+
+    def line(self) -> str:
+        """`memflask: bad setting: SIZE must be a whole number ..., got 'abc'`."""
+        return f"memflask: bad setting: {self.message}"
+
+    def show(self, file: Optional[IO[Any]] = None) -> None:
+        print(self.line(), file=sys.stderr if file is None else file, flush=True)
+
+    def exit(self) -> NoReturn:
+        """Say it in one line on stderr and exit 2: for entry points outside click."""
+        self.show()
+        raise SystemExit(self.exit_code)
 
 
 def load(

@@ -106,10 +106,17 @@ def test_bad_setting_exits_python_m_memflask_with_a_message():
         text=True,
         timeout=60,
     )
-    assert result.returncode == 1
-    assert "SIZE" in result.stderr
-    assert "lots" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert result.stderr == (
+        "memflask: bad setting: SIZE must be a whole number from 0 to 9223372036854775807, "
+        "got 'lots'\n"
+    )
+
+
+def test_a_bad_setting_is_still_a_value_error_to_library_callers(monkeypatch):
+    monkeypatch.setenv("SIZE", "lots")
+    with pytest.raises(ValueError, match="SIZE must be a whole number"):
+        create_app()
 
 
 def test_request_logging_follows_app_env(clock, caplog):

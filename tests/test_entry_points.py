@@ -1,0 +1,95 @@
+"""Every way to start memflask says a bad setting in one line and exits 2, no traceback."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT, free_port
+
+# (environment variable, bad value, the setting the line names)
+BAD_SETTINGS = [
+    ("SIZE", "abc", "SIZE"),
+    ("PORT", "xyz", "PORT"),
+    ("MEMFLASK_MAX_BYTES", "-1", "MAX_BYTES"),
+]
+
+needs_granian = pytest.mark.skipif(
+    importlib.util.find_spec("granian") is None, reason="granian is an optional extra"
+)
+
+
+def entry_point(name: str, port: int) -> list[str]:
+    """The arguments to Python that start memflask the way `name` says, on `port`."""
+    flask_run = ["-m", "flask", "--app", "wsgi" if "wsgi" in name else "memflask", "run"]
+    flask_run += ["--port", str(port), *(["--debug"] if "--debug" in name else [])]
+    return {
+        "python -m memflask": ["-m", "memflask"],
+        "memflask serve": ["-m", "memflask.cli", "serve"],
+        "memflask serve --server granian": ["-m", "memflask.cli", "serve", "--server", "granian"],
+        "waitress-serve wsgi:app": ["-m", "waitress", f"--listen=127.0.0.1:{port}", "wsgi:app"],
+        "flask --app memflask run": flask_run,
+        "flask --app memflask run --debug": flask_run,
+        "flask --app wsgi run": flask_run,
+        "flask --app wsgi run --debug": flask_run,
+        "granian --interface wsgi wsgi:app": [
+            *["-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1"],
+            *["--port", str(port), "wsgi:app"],
+        ],
+    }[name]
+
+
+ENTRY_POINTS = [
+    "python -m memflask",
+    "memflask serve",
+    pytest.param("memflask serve --server granian", marks=needs_granian),
+    "waitress-serve wsgi:app",
+    "flask --app memflask run",
+    "flask --app memflask run --debug",
+    "flask --app wsgi run",
+    "flask --app wsgi run --debug",
+]
+
+
+def start(name: str, variable: str, value: str) -> subprocess.CompletedProcess:
+    """Start memflask as `name` says with one bad setting; it must stop within 60 s."""
+    return subprocess.run(
+        [sys.executable, *entry_point(name, free_port())],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", ""), variable: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def bad_setting_lines(stderr: str, name: str, value: str) -> list[str]:
+    """The lines saying the setting is bad; each names it, its value and what is allowed."""
+    lines = [line for line in stderr.splitlines() if line.startswith("memflask: bad setting:")]
+    for line in lines:
+        assert line.startswith(f"memflask: bad setting: {name} must be "), stderr
+        assert line.endswith((f"got {value!r}", f"got {value}")), stderr
+    return lines
+
+
+@pytest.mark.parametrize("variable, value, name", BAD_SETTINGS, ids=[s[0] for s in BAD_SETTINGS])
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_a_bad_setting_is_one_line_and_exit_2(entry, variable, value, name):
+    result = start(entry, variable, value)
+    assert result.returncode == 2, result.stderr
+    assert bad_setting_lines(result.stderr, name, value) == result.stderr.splitlines()
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+@needs_granian
+def test_granians_own_command_says_a_bad_setting_in_one_line():
+    """granian's worker imports wsgi.py and exits 2 with the line; granian itself then
+    logs that its worker exited and ends with status 1 (it does not pass the status on)."""
+    result = start("granian --interface wsgi wsgi:app", "SIZE", "abc")
+    assert result.returncode == 1, result.stderr
+    assert len(bad_setting_lines(result.stderr, "SIZE", "abc")) == 1, result.stderr
+    assert "Traceback" not in result.stderr
