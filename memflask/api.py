@@ -12,8 +12,9 @@ from .pipeline import Answer, State, answer_verb, check_access, render_refusal
 
 bp = Blueprint("api", __name__)
 
-# Routes that answer without the token: load balancers probe them.
-PUBLIC_ENDPOINTS = frozenset({"api.healthz"})
+# Routes that answer without the token: load balancers probe /healthz; the dashboard's
+# page and files hold no data (its script sends the token for /stats and /keys).
+PUBLIC_ENDPOINTS = frozenset({"api.healthz", "dashboard.page", "dashboard.static"})
 # The pipeline checks access itself, so the hot path and this view check the same way.
 PIPELINE_ENDPOINTS = frozenset({"api.dispatch"})
 

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping, Optional
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from . import api, config
+from . import api, config, dashboard
 from .commands import DEFAULT_COMMANDS
 from .commands.base import Command, CommandCounts, Context
 from .errors import Refusal
@@ -70,6 +70,7 @@ def create_app(
     app.extensions["memflask"] = state
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(dashboard.bp)
     app.register_error_handler(Refusal, api.refusal)
     app.register_error_handler(HTTPException, api.http_error)
     # Log through the root logger, set up here unless the host already did. Done before
