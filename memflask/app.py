@@ -37,7 +37,11 @@ def create_app(
     `commands` are the verbs served (default: memflask.commands.DEFAULT_COMMANDS), and
     `store` a ready store in place of the one the settings name (a test's stub).
     """
-    app = Flask("memflask", instance_relative_config=True)
+    app = Flask(
+        "memflask",
+        instance_relative_config=True,
+        instance_path=config.instance_path(test_config, settings),
+    )
     config.load(app.config, test_config, settings)
 
     context = Context(
