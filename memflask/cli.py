@@ -60,6 +60,12 @@ def _setting_options(command: Callable) -> Callable:
     show_default=True,
     help="granian worker processes; more than 1 needs a Redis store (STORE_URL).",
 )
+@click.option(
+    "--instance-path",
+    default=None,
+    help="The instance folder (its config.py, a relative SNAPSHOT_PATH); relative: from "
+    "the working directory [env: MEMFLASK_INSTANCE_PATH; default: see README, Settings].",
+)
 @_setting_options
 def serve(server: str, workers: int, **settings: Any) -> None:
     """Serve until SIGTERM or SIGINT (then finish requests in flight)."""

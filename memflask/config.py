@@ -108,6 +108,11 @@ def load(
     config.from_mapping(DEFAULTS)
     if test_config is None:
         config.from_pyfile("config.py", silent=True)
+        if "INSTANCE_PATH" in config:
+            raise ConfigError(
+                "INSTANCE_PATH cannot be set in instance/config.py, which is read from the "
+                "instance folder: set MEMFLASK_INSTANCE_PATH or memflask serve --instance-path"
+            )
     _from_original_environment(config, os.environ)
     config.from_prefixed_env("MEMFLASK")
     for name in TEXT_SETTINGS:
@@ -117,7 +122,32 @@ def load(
         config.from_mapping(test_config)
     if settings is not None:
         config.from_mapping(settings)
+    # The folder in use, as instance_path() chose it (the Flask object was built with it).
+    config["INSTANCE_PATH"] = config.root_path
     validate(config)
+
+
+def instance_path(*layers: Optional[Mapping[str, Any]]) -> Optional[str]:
+    """The instance folder INSTANCE_PATH names, absolute; None for Flask's own rule.
+
+    Read before any other setting, since instance/config.py is read from that folder:
+    from the last of `layers` (create_app's test_config, then the CLI's settings) that
+    names it, else MEMFLASK_INSTANCE_PATH. A relative path is taken from the working
+    directory; an empty one means Flask's rule. A path to something other than a folder
+    is a bad setting; a folder that does not exist yet is fine (a snapshot save makes it).
+    """
+    value: Any = os.environ.get("MEMFLASK_INSTANCE_PATH", "")
+    for layer in layers:
+        if layer is not None and layer.get("INSTANCE_PATH") is not None:
+            value = layer["INSTANCE_PATH"]
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"INSTANCE_PATH must be a folder's path, got {value!r}")
+    if not os.fspath(value):
+        return None
+    path = os.path.abspath(value)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"INSTANCE_PATH must be a folder (or not exist yet), got {value!r}")
+    return path
 
 
 def _from_original_environment(config: Config, environ: Mapping[str, str]) -> None:

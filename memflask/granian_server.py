@@ -103,7 +103,9 @@ def read_settings(overrides: Mapping[str, Any]) -> Config:
     The same layers in the same order (defaults, instance/config.py, environment,
     `overrides`), on a Flask object of the same name, so the same instance folder.
     """
-    shell = Flask("memflask", instance_relative_config=True)
+    shell = Flask(
+        "memflask", instance_relative_config=True, instance_path=config.instance_path(overrides)
+    )
     config.load(shell.config, None, overrides)
     return shell.config
 

@@ -315,7 +315,10 @@ def serve(app: Flask) -> None:
 
 
 def startup_line(app: Flask, server: Any) -> str:
-    """`memflask 0.1.0 serving http://127.0.0.1:8000 (memory store, ...)`: one line."""
+    """`memflask 0.1.0 serving http://127.0.0.1:8000 (memory store, ...)`: one line.
+
+    It ends with the instance folder, which Flask picks by where memflask is installed.
+    """
     config = app.config
     urls = ", ".join(f"http://{host}:{port}" for host, port in _listening(server))
     store = config["STORE_URL"]
@@ -330,7 +333,8 @@ def startup_line(app: Flask, server: Any) -> str:
             what += f", {restored} items restored from the snapshot"
     else:
         what = f"store {_without_password(store)}"
-    return f"memflask {__version__} serving {urls} ({what}, {config['THREADS']} threads)"
+    what += f", {config['THREADS']} threads; instance folder {app.instance_path}"
+    return f"memflask {__version__} serving {urls} ({what})"
 
 
 def _listening(server: Any) -> list[tuple[str, int]]:

@@ -158,3 +158,23 @@ def test_a_port_in_use_is_one_line():
             assert result.returncode == 1, result.stderr
             assert f"port {port} is in use" in result.stderr
             assert "Traceback" not in result.stderr
+
+
+def test_serve_instance_path_is_named_at_start_and_holds_the_snapshot(tmp_path):
+    """--instance-path, relative to the working directory: the start-up line names the
+    folder, and a relative SNAPSHOT_PATH is saved in it at the stop."""
+    port = free_port()
+    command = [sys.executable, "-m", "memflask.cli", "serve", "--port", str(port)]
+    command += ["--instance-path", "state", "--snapshot-path", "cache.snapshot"]
+    environment = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, cwd=tmp_path, env=environment, stderr=subprocess.PIPE)
+    try:
+        wait_until_serving(port, process)
+        url = f"http://127.0.0.1:{port}"
+        assert CliRunner().invoke(main, ["set", "k", "v", "--url", url]).exit_code == 0
+    finally:
+        process.terminate()
+        stderr = process.communicate(timeout=30)[1].decode()
+    assert process.returncode == 0, stderr
+    assert f"; instance folder {tmp_path / 'state'})\n" in stderr, stderr
+    assert '["k","v",null]' in (tmp_path / "state" / "cache.snapshot").read_text()

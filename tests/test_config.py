@@ -139,3 +139,47 @@ def test_memflask_port_takes_the_original_forms(monkeypatch, clock):
     assert (app.config["HOST"], app.config["PORT"]) == ("0.0.0.0", 8123)
     monkeypatch.setenv("MEMFLASK_PORT", ":8124")
     assert create_app({"CLOCK": clock}).config["PORT"] == 8124
+
+
+# -- the instance folder ------------------------------------------------------------------------
+
+
+def test_the_instance_folder_of_a_clone_is_instance_beside_the_package():
+    # Flask's rule for a package imported from a folder (not site-packages): <folder>/instance.
+    assert create_app().instance_path == str(ROOT / "instance")
+
+
+def test_memflask_instance_path_is_taken_from_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "config.py").write_text("SIZE = 11\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MEMFLASK_INSTANCE_PATH", "here")
+    app = create_app()
+    assert app.instance_path == str(tmp_path / "here")
+    assert app.config["INSTANCE_PATH"] == str(tmp_path / "here")
+    assert app.config["SIZE"] == 11  # its config.py was read
+
+
+def test_the_cli_instance_path_wins_over_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMFLASK_INSTANCE_PATH", str(tmp_path / "from-env"))
+    app = create_app(settings={"INSTANCE_PATH": str(tmp_path / "from-cli")})
+    assert app.instance_path == str(tmp_path / "from-cli")  # need not exist yet
+
+
+def test_an_empty_instance_path_is_flasks_rule(monkeypatch):
+    monkeypatch.setenv("MEMFLASK_INSTANCE_PATH", "")
+    assert create_app().instance_path == str(ROOT / "instance")
+
+
+def test_an_instance_path_that_is_not_a_folder_is_a_bad_setting(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("MEMFLASK_INSTANCE_PATH", str(tmp_path / "file"))
+    with pytest.raises(ConfigError, match=r"INSTANCE_PATH must be a folder .*file'$"):
+        create_app()
+
+
+def test_instance_path_cannot_come_from_the_instance_config(tmp_path, monkeypatch):
+    (tmp_path / "config.py").write_text(f"INSTANCE_PATH = {str(tmp_path / 'other')!r}\n")
+    monkeypatch.setenv("MEMFLASK_INSTANCE_PATH", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"INSTANCE_PATH cannot be set in instance/config\.py"):
+        create_app()

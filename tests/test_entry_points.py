@@ -16,6 +16,7 @@ BAD_SETTINGS = [
     ("SIZE", "abc", "SIZE"),
     ("PORT", "xyz", "PORT"),
     ("MEMFLASK_MAX_BYTES", "-1", "MAX_BYTES"),
+    ("MEMFLASK_INSTANCE_PATH", "README.md", "INSTANCE_PATH"),  # a file, from the checkout
 ]
 
 needs_granian = pytest.mark.skipif(
