@@ -21,6 +21,8 @@ from .http_bench import (
     parse_reference,
     scenarios,
 )
+from .redis_bench import measure_redis, print_section
+from .report import print_table, rate
 from .store_bench import bytes_per_item, measure_mix
 from .targets import verdicts
 
@@ -52,6 +54,7 @@ def main() -> None:
 
     started = time.monotonic()
     http = measure_http(seconds, rounds, dict(options.reference))
+    on_redis = measure_redis(seconds, rounds)
     mix = measure_mix(sizes, operations, rounds)
     memory = {
         kind: bytes_per_item(kind, memory_items) for kind in ("memflask", "ttlcache", "ordereddict")
@@ -69,6 +72,8 @@ def main() -> None:
     print_table(batching_rows(http))
     for note in dict.fromkeys(http.notes):  # once each, though every round may add it
         print(f"note: {note}")
+    print()
+    print_section(on_redis)
     print("\nStore alone\n")
     header = ("figure", "memflask", "reference", "reference", "ratio", "target")
     print_table([header, *store_rows(mix, sizes), *memory_rows(memory, memory_items)])
@@ -80,10 +85,6 @@ def reference_option(text: str) -> tuple[str, str]:
         return parse_reference(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def rate(measure) -> str:
-    return f"{measure.requests_per_second:,.0f}/s ({measure.p50_ms:.2f}/{measure.p99_ms:.2f} ms)"
 
 
 def verdict(ratio: float, target: float) -> str:
@@ -195,14 +196,6 @@ def memory_rows(memory, items) -> list[tuple[str, ...]]:
             f"<= TTLCache: {met}",
         )
     ]
-
-
-def print_table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for index, row in enumerate(rows):
-        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |")
-        if index == 0:
-            print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
 
 
 if __name__ == "__main__":

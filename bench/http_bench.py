@@ -148,14 +148,18 @@ class Server:
 class LocalServer(Server):
     """One benchmarked app on one server, in a process (group) of its own."""
 
-    def __init__(self, app: str, server: str):
+    def __init__(
+        self, app: str, server: str, environment: Optional[dict[str, str]] = None, label: str = ""
+    ):
+        """`environment`: more variables for the app (MEMFLASK_STORE_URL, say); `label`
+        names the process in messages ("memflask on waitress, Redis")."""
         port = free_port()
-        super().__init__(f"{app} on {server}", f"http://127.0.0.1:{port}")
+        super().__init__(label or f"{app} on {server}", f"http://127.0.0.1:{port}")
         # A session of its own: granian forks a worker, and a stop must reach it too.
         self.process = subprocess.Popen(
             serve.command(server, app, port),
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(environment or {})},
             start_new_session=True,
         )
         self._wait_until_ready()
@@ -184,7 +188,14 @@ class LocalServer(Server):
 
 
 def run_wrk(wrk: str, url: str, seconds: float, scenario: Scenario, notes: list[str]) -> Measure:
-    command = [wrk, f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency", url]
+    return run_wrk_at_once(wrk, [url], seconds, scenario, notes)[0]
+
+
+def run_wrk_at_once(
+    wrk: str, urls: list[str], seconds: float, scenario: Scenario, notes: list[str]
+) -> list[Measure]:
+    """One wrk per URL, all started together (each -t2 -c8): their measures in order."""
+    command = [wrk, f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         if scenario.body is not None:
             script.write('wrk.method = "POST"\n')
@@ -192,9 +203,26 @@ def run_wrk(wrk: str, url: str, seconds: float, scenario: Scenario, notes: list[
             script.write(f"wrk.body = {json.dumps(scenario.body)}\n")
     try:
         command[1:1] = ["-s", script.name]
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        runs = [
+            subprocess.Popen([*command, url], stdout=subprocess.PIPE, text=True) for url in urls
+        ]
+        try:
+            # Each wrk stops itself after `seconds`; the timeout only bounds a hung one.
+            outputs = [run.communicate(timeout=seconds + 60)[0] for run in runs]
+        finally:
+            for run in runs:
+                if run.poll() is None:
+                    run.kill()
+                    run.wait()
     finally:
         os.unlink(script.name)
+    for run, url in zip(runs, urls):
+        if run.returncode != 0:
+            raise RuntimeError(f"bench: wrk on {url} exited with {run.returncode}")
+    return [_measure(output, url, scenario, notes) for output, url in zip(outputs, urls)]
+
+
+def _measure(output: str, url: str, scenario: Scenario, notes: list[str]) -> Measure:
     if "Non-2xx or 3xx responses" in output and not scenario.answers_404:
         raise RuntimeError(f"bench: error answers from {url}:\n{output}")
     errors = re.search(r"Socket errors: (.*)", output)

@@ -83,3 +83,22 @@ def judge(goal: Goal, versus: str, ours: Measure, theirs: Optional[Measure]) -> 
     ratio = ours.requests_per_second / theirs.requests_per_second
     met = ratio >= goal.bound
     return f"{describe(goal, versus)}: {'met' if met else 'MISSED'}"
+
+
+# memflask on one Redis against memflask on the memory store, on the same server with
+# the same settings: req/s at least this share (bench/redis_bench.py).
+REDIS_GOALS = {"/get hit": 0.6, "/set": 0.5}
+# Two memflask processes on one Redis, wrk against each at once: their summed req/s
+# more than one process's.
+TWO_PROCESSES_BOUND = 1.0
+
+
+def redis_verdicts(scenario: str, versus_memory: float, two_over_one: float) -> list[str]:
+    """The Redis section's phrases for one row: "vs memory >= 0.6: met", "2 > 1: met"."""
+    phrases = []
+    bound = REDIS_GOALS.get(scenario)
+    if bound is not None:
+        phrases.append(f"vs memory >= {bound:g}: {'met' if versus_memory >= bound else 'MISSED'}")
+    met = two_over_one > TWO_PROCESSES_BOUND
+    phrases.append(f"2 processes > 1: {'met' if met else 'MISSED'}")
+    return phrases
