@@ -125,6 +125,41 @@ class EveryFewSeconds(logging.Filter):
 QUEUE_WARNINGS = EveryFewSeconds(10)
 
 
+class WithoutRequestLines(logging.Filter):
+    """Drops the development server's line per request, keeping its banner and its errors.
+
+    Under `flask run`, Werkzeug logs `127.0.0.1 - - [date] "GET /set?key=k&value=v
+    HTTP/1.1" 204 -` beside memflask's own line: two lines a request, and Werkzeug's
+    carries the query string, so keys and values. Its request line is the one record
+    logged at INFO with WSGIRequestHandler.log_request's format; its errors (a bad
+    request line, a broken connection) come at ERROR and pass.
+    """
+
+    # werkzeug.serving.WSGIRequestHandler.log_request: self.log("info", '"%s" %s %s', ...)
+    REQUEST_FORMAT = '] "%s" %s %s'
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno == logging.INFO
+            and isinstance(record.msg, str)
+            and record.msg.endswith(self.REQUEST_FORMAT)
+        )
+
+
+WERKZEUG_REQUEST_LINES = WithoutRequestLines()
+
+
+def drop_werkzeug_request_lines() -> None:
+    """Leave memflask's line the only one per request under `flask run` (see above).
+
+    Process-wide, as loggers are; also with APP_ENV=production, where memflask logs no
+    request and Werkzeug's line would still show every key and value.
+    """
+    werkzeug_logger = logging.getLogger("werkzeug")
+    if WERKZEUG_REQUEST_LINES not in werkzeug_logger.filters:
+        werkzeug_logger.addFilter(WERKZEUG_REQUEST_LINES)
+
+
 def keep_alive_after_bodiless_answers() -> None:
     """Make every waitress server in this process keep connections open after 204 and 304.
 
