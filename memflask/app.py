@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping, Optional
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from . import api, config, dashboard
+from . import api, config, dashboard, serve
 from .commands import DEFAULT_COMMANDS
 from .commands.base import Command, CommandCounts, Context
 from .errors import Refusal
@@ -81,6 +81,7 @@ def create_app(
     # app.logger is first used, so Flask adds no handler of its own: waitress also calls
     # basicConfig, and two handlers would print every line twice.
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve.drop_werkzeug_request_lines()  # flask run: memflask's line, not a second one
     logs_requests = app.config["APP_ENV"] != "production"
     if logs_requests:
         app.logger.setLevel(logging.INFO)
