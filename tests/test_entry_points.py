@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 
-from .conftest import ROOT, free_port
+from .conftest import ROOT, free_port, wait_until_serving
 
 # (environment variable, bad value, the setting the line names)
 BAD_SETTINGS = [
@@ -94,3 +96,38 @@ def test_granians_own_command_says_a_bad_setting_in_one_line():
     assert result.returncode == 1, result.stderr
     assert len(bad_setting_lines(result.stderr, "SIZE", "abc")) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_flask_run_logs_one_line_per_request_without_the_query_string():
+    """Under `flask run`, memflask's own line per request, not also Werkzeug's (which
+    shows the query string: keys and values); Werkzeug's banner and errors stay."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "memflask", "run", "--port", str(port)],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", "")},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until_serving(port, process)  # one GET /healthz answered
+        for target in ("/set?key=k&value=hush", "/get?key=k"):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", target)
+            assert connection.getresponse().status in (200, 204)
+            connection.close()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as garbage:
+            garbage.sendall(b"GARBAGE\r\n\r\n")  # Werkzeug answers 400 and logs an error
+            assert b"Error code: 400" in garbage.makefile("rb").read()
+    finally:
+        process.terminate()
+        stderr = process.communicate(timeout=30)[1]
+    request_lines = [line for line in stderr.splitlines() if " GET /" in line or '"GET' in line]
+    assert [line.split(": ", 1)[1].rsplit(" ", 1)[0] for line in request_lines] == [
+        "GET /healthz 200",
+        "GET /set 204",
+        "GET /get 200",
+    ], stderr
+    assert "hush" not in stderr
+    assert f"Running on http://127.0.0.1:{port}" in stderr  # Werkzeug's banner
+    assert "code 400, message Bad request syntax ('GARBAGE')" in stderr  # and its errors
