@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import threading
+from bisect import bisect_left
+from typing import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from .store import STATS_METRICS, Store, StoreUnavailable
 
 # A cache answers in well under a millisecond in-process; the default buckets start at 5 ms.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
+BUCKET_COUNT = len(LATENCY_BUCKETS)
+BUCKET_BOUNDS = [floatToGoString(bound) for bound in LATENCY_BUCKETS] + ["+Inf"]
 FAMILIES = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
 
 
@@ -33,38 +43,62 @@ class StoreCollector(Collector):
                 yield FAMILIES[metric.kind](metric.name, metric.help, value=stats[field])
 
 
+class RequestCollector(Collector):
+    """Requests and their latency by verb and status, exposed as a counter and a histogram.
+
+    Kept as plain numbers under one lock and turned into metric families at scrape time
+    (prometheus_client's custom collector): a labelled Counter and Histogram take three
+    locks and a Python loop over the buckets per request, 1.24 us against 0.43 us here
+    (timeit, Python 3.11), of about 14 us for a whole /get in-process.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # (verb, status) -> [count, sum of seconds, one count per bucket, then +Inf's]
+        self._series: dict[tuple[str, int], list] = {}
+
+    def observe(self, verb: str, status: int, seconds: float) -> None:
+        bucket = 2 + bisect_left(LATENCY_BUCKETS, seconds)  # a bucket counts up to its bound
+        with self._lock:
+            series = self._series.get((verb, status))
+            if series is None:
+                series = self._series[(verb, status)] = [0, 0.0] + [0] * (BUCKET_COUNT + 1)
+            series[0] += 1
+            series[1] += seconds
+            series[bucket] += 1
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            series = {labels: list(numbers) for labels, numbers in self._series.items()}
+        requests = CounterMetricFamily(
+            "memflask_requests", "Requests by verb and status.", labels=["verb", "status"]
+        )
+        latency = HistogramMetricFamily(
+            "memflask_request_duration_seconds",
+            "Time to answer, by verb and status.",
+            labels=["verb", "status"],
+        )
+        for (verb, status), (count, total, *per_bucket) in sorted(series.items()):
+            labels = [verb, str(status)]
+            requests.add_metric(labels, count)
+            cumulative, buckets = 0, []
+            for bound, observed in zip(BUCKET_BOUNDS, per_bucket):
+                cumulative += observed
+                buckets.append((bound, cumulative))
+            latency.add_metric(labels, buckets, sum_value=total)
+        yield requests
+        yield latency
+
+
 class Metrics:
     """Request counts and latency per verb and status, plus the store's counters."""
 
     def __init__(self, store: Store):
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "memflask_requests",
-            "Requests by verb and status.",
-            ["verb", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "memflask_request_duration_seconds",
-            "Time to answer, by verb and status.",
-            ["verb", "status"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self.requests = RequestCollector()
+        self.registry.register(self.requests)
         self.registry.register(StoreCollector(store))
-        # (verb, status) -> the labelled counter and histogram: labels() takes a lock and
-        # builds its key on every call, a measurable share of a request (bench/README.md).
-        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
-
-    def observe(self, verb: str, status: int, seconds: float) -> None:
-        children = self._children.get((verb, status))
-        if children is None:
-            children = self._children.setdefault(
-                (verb, status),
-                (self.requests.labels(verb, status), self.latency.labels(verb, status)),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        self.observe = self.requests.observe
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

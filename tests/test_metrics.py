@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
+import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from memflask import create_app
+from memflask.metrics import RequestCollector
 from memflask.store import item_bytes
 
 
@@ -56,3 +61,44 @@ def test_metrics_need_the_token_and_healthz_does_not(clock):
     assert client.get("/metrics").status_code == 401
     assert scrape(client, {"Authorization": "Bearer t0ken"})[("memflask_items", ())] == 0
     assert client.get("/healthz").status_code == 200
+
+
+def test_latency_buckets_are_cumulative_and_count_up_to_their_bound():
+    collector = RequestCollector()
+    for seconds in (0.00005, 0.0001, 0.0002, 0.003, 5.0):
+        collector.observe("get", 200, seconds)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    labels = {"verb": "get", "status": "200"}
+
+    def bucket(bound: str) -> float:
+        le = {**labels, "le": bound}
+        return registry.get_sample_value("memflask_request_duration_seconds_bucket", le)
+
+    assert bucket("0.0001") == 2  # 0.0001 itself is in the 0.0001 bucket (le: <=)
+    assert bucket("0.00025") == 3
+    assert bucket("0.005") == 4
+    assert bucket("1.0") == 4
+    assert bucket("+Inf") == 5
+    assert registry.get_sample_value("memflask_request_duration_seconds_count", labels) == 5
+    total = registry.get_sample_value("memflask_request_duration_seconds_sum", labels)
+    assert total == pytest.approx(5.00335)
+
+
+def test_requests_counted_from_many_threads_are_all_counted():
+    collector = RequestCollector()
+    threads, each = 8, 20_000
+
+    def count() -> None:
+        for _ in range(each):
+            collector.observe("incr", 204, 0.0001)
+
+    workers = [threading.Thread(target=count) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    value = registry.get_sample_value("memflask_requests_total", {"verb": "incr", "status": "204"})
+    assert value == threads * each
