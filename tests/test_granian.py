@@ -33,7 +33,8 @@ from memflask import create_app
 from memflask.cli import main
 from memflask.granian_server import granian_options, prepare_worker
 
-from .conftest import ROOT, free_port, wait_until_serving
+from .conftest import ROOT, free_port, state_of, wait_until_serving
+from .granian_app import CONTROL_PATH, SECRET_HEADER
 from .test_keep_alive import check_keep_alive
 from .test_shutdown import start_slow_request
 
@@ -418,3 +419,33 @@ def test_prepare_worker_leaves_an_app_outside_granian_as_it_was():
     wsgi_app = app.wsgi_app
     assert prepare_worker(app) is app
     assert app.wsgi_app is wsgi_app
+
+
+# The contract suite through granian (tests/conftest.py, tests/granian_app.py): the
+# `client` fixture's requests go to a granian process, whose store the `store` fixture reads.
+
+
+@pytest.mark.parametrize("through", ["granian"], indirect=True)
+def test_the_contract_client_reaches_a_granian_process_reset_for_each_test(
+    client, store, app, clock, granian_server
+):
+    assert client.get("/set?key=k&value=v&ttl=10").status_code == 204
+    assert client.get("/get?key=k").data == b"v"
+    assert app.extensions["memflask"].store.peek("k") is None  # not this process's app
+    assert state_of(store, "k") == ("v", clock.now + 10, 1)
+    clock.tick(10)  # the worker's clock moves with the test's
+    assert client.get("/get?key=k").status_code == 404
+    assert (store.stats()["hits"], store.stats()["misses"]) == (1, 1)
+    granian_server.reset(clock.now)  # as before the next test: a fresh app
+    assert client.get("/stats").json["hits"] == 0
+    assert state_of(store, "k") is None
+
+
+@pytest.mark.parametrize("through", ["granian"], indirect=True)
+def test_the_granian_workers_control_requests_need_its_secret(client, granian_server):
+    client.get("/set?key=k&value=v")
+    for secret in ({}, {SECRET_HEADER: "wrong"}, {SECRET_HEADER: ""}):
+        for action in ("reset?now=0", "stats", "peek?key=k"):
+            target = f"{CONTROL_PATH}{action}"
+            assert request(granian_server.port, "POST", target, headers=secret)[0] == 403
+    assert granian_server.store.stats()["keyCount"] == 1  # nothing reset
