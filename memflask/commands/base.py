@@ -9,6 +9,7 @@ back into a response, and `/batch` does the same with JSON.
 
 from __future__ import annotations
 
+import functools
 import threading
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional
@@ -173,6 +174,7 @@ class WriteCommand(Command):
         return written(item, args.return_value or self.reads)
 
 
+@functools.lru_cache(maxsize=None)  # per class, for good: a class's methods stay put
 def _describes_its_change(command: type[WriteCommand]) -> bool:
     """Whether the class's `describe` was written for its `change`: defined in the same
     class or below it, so a plugin verb that overrides only `change` runs it in Python."""
