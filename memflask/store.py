@@ -318,6 +318,8 @@ class MemoryStore(Store):
         self._misses = 0
         self._evictions = 0
         self._expired = 0
+        # Bumped by every change to the items (see `changes`).
+        self._changes = 0
         self._clear_expiry_index()
 
     def _clear_expiry_index(self) -> None:
@@ -405,8 +407,11 @@ class MemoryStore(Store):
             if new is DELETE:
                 if current is not None:
                     self._forget(key, items.pop(key))
+                    self._changes += 1
                 return None
-            return self._store(key, new, current, now)
+            stored = self._store(key, new, current, now)
+            self._changes += 1
+            return stored
         finally:
             self._lock.release()
 
@@ -417,6 +422,15 @@ class MemoryStore(Store):
             self._items.clear()
             self._bytes = 0
             self._clear_expiry_index()
+            self._changes += 1
+
+    @property
+    def changes(self) -> int:
+        """A count that moves whenever the items change: a write, a delete, an expiry
+        reclaimed, a flush, a restore (an eviction comes with a write). Reads do not move
+        it, though a hit changes the recency order. The snapshot saver skips a save
+        while it stands still."""
+        return self._changes
 
     def export(self) -> list[tuple[str, str, Optional[float]]]:
         """Every live item as (key, value, expires_at), least recently used first."""
@@ -442,6 +456,7 @@ class MemoryStore(Store):
                     self._store(key, Item(value, expires_at), self._items.get(key), now)
                 except ItemTooLarge:
                     continue
+            self._changes += 1
             return len(self._items)
 
     def stats(self) -> StoreStats:
@@ -517,6 +532,7 @@ class MemoryStore(Store):
         """Reclaim the expired item under `key`, met by a read or a write."""
         self._forget(key, self._items.pop(key))
         self._expired += 1
+        self._changes += 1
 
     def _forget(self, key: str, item: Item) -> None:
         """Uncount `item`, just taken out of the items (its index entry stays, stale)."""
@@ -717,6 +733,7 @@ class MemoryStore(Store):
             self._unfile(item)
             self._expired += 1
             reclaimed += 1
+        self._changes += reclaimed
         return reclaimed
 
     def _start_due_second(self, now: float) -> bool:
