@@ -8,6 +8,7 @@ Both are safe to call more than once.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Optional
@@ -55,8 +56,16 @@ class Lifecycle:
                     max_key_bytes=self.max_key_bytes,
                     max_value_bytes=self.max_value_bytes,
                 )
+                # Without a file (none yet, or moved aside) the store starts empty, as a
+                # missing file restores: nothing to save until something changes. A file
+                # is saved over once, even unchanged: so it loses the items its load
+                # skipped (bad, expired, too large) and is written in the current version.
+                unsaved = os.path.lexists(self.snapshot_path)
                 self.saver = snapshot.PeriodicSaver(
-                    self.store, self.snapshot_path, self.snapshot_interval
+                    self.store,
+                    self.snapshot_path,
+                    self.snapshot_interval,
+                    saved_changes=None if unsaved else self.store.changes,
                 )
                 self.saver.start()
 

@@ -23,7 +23,7 @@ import pytest
 from memflask import config, create_app, snapshot
 from memflask.lifecycle import Lifecycle
 from memflask.snapshot import FORMAT, PeriodicSaver, load, save
-from memflask.store import Item, MemoryStore
+from memflask.store import DELETE, Item, MemoryStore
 
 from .conftest import ROOT, free_port, wait_until_serving
 
@@ -460,8 +460,10 @@ def test_a_clean_stop_goes_on_when_the_last_save_fails(tmp_path, clock, monkeypa
         raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
 
     monkeypatch.setattr(snapshot, "save", fail)
-    lifecycle = Lifecycle(MemoryStore(clock=clock), tmp_path / "s", 0)
+    store = MemoryStore(clock=clock)
+    lifecycle = Lifecycle(store, tmp_path / "s", 0)
     lifecycle.startup()
+    store.update("k", lambda current, now: Item("v"))  # something to save
     with caplog.at_level(logging.ERROR, logger="memflask.snapshot"):
         lifecycle.shutdown()  # logs, does not raise
     assert "save failed" in caplog.text
@@ -511,3 +513,108 @@ def test_a_file_moved_aside_never_replaces_an_earlier_one(tmp_path, clock, monke
         load(MemoryStore(clock=clock), path)
     assert (tmp_path / "cache.snapshot.corrupt-1700000000").read_bytes() == b"first"
     assert (tmp_path / "cache.snapshot.corrupt-1700000000-2").read_bytes() == b"second"
+
+
+# -- saving only what changed -------------------------------------------------------------------
+
+
+def test_the_change_count_moves_on_writes_deletes_expiries_evictions_and_flushes(clock):
+    store = MemoryStore(max_keys=2, clock=clock)
+    seen = [store.changes]
+
+    def moved() -> bool:
+        seen.append(store.changes)
+        return seen[-1] != seen[-2]
+
+    store.update("a", lambda current, now: Item("1"))
+    assert moved()  # a write
+    store.get("a"), store.get("absent"), store.peek("a"), store.stats(), store.export()
+    store.update("absent", lambda current, now: DELETE)
+    store.update("a", lambda current, now: None)  # a change that changes nothing
+    assert not moved()  # reads, misses and no-ops
+    store.update("a", lambda current, now: DELETE)
+    assert moved()  # a delete
+    store.update("b", lambda current, now: Item("2", clock.now + 5))
+    assert moved()
+    clock.tick(10)
+    assert not moved()  # expired, not yet reclaimed: a snapshot leaves it out anyway
+    assert store.stats()["expired"] == 1
+    assert moved()  # reclaimed
+    for key in "cde":
+        store.update(key, lambda current, now: Item("3"))
+    assert store.stats()["evictions"] == 1 and moved()
+    store.flush()
+    assert moved()
+
+
+class CountedReads(MemoryStore):
+    """A memory store that counts how often the saver looked at its change count."""
+
+    looked = 0
+
+    @property
+    def changes(self) -> int:
+        self.looked += 1
+        return super().changes
+
+
+def wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within 10 s"
+        time.sleep(0.01)
+
+
+def test_an_unchanged_store_is_not_saved_again_nor_logged(tmp_path, clock, monkeypatch, caplog):
+    saves = []
+    real_save = snapshot.save
+
+    def counted_save(store, path):
+        saves.append(store.export())
+        return real_save(store, path)
+
+    monkeypatch.setattr(snapshot, "save", counted_save)
+    store = CountedReads(clock=clock)
+    store.update("k", lambda current, now: Item("v", clock.now + 5))
+    saver = PeriodicSaver(store, tmp_path / "s", interval=0.01)
+    with caplog.at_level(logging.INFO, logger="memflask.snapshot"):
+        saver.start()
+        try:
+            wait_for(lambda: store.looked >= 10, "ten intervals")
+            assert len(saves) == 1  # the first interval; nine more found nothing changed
+            clock.tick(10)
+            looked = store.looked
+            wait_for(lambda: store.looked >= looked + 3, "three more intervals")
+            assert len(saves) == 1  # expired, but not reclaimed: the same file would do
+            store.stats()  # reclaims it: a change
+            wait_for(lambda: len(saves) == 2, "a save of the reclaimed item")
+            looked = store.looked
+            wait_for(lambda: store.looked >= looked + 3, "three more intervals")
+        finally:
+            saver.stop()
+    assert saves == [[("k", "v", clock.now - 5)], []]  # not even at the stop
+    saved_lines = [r.getMessage() for r in caplog.records if "saved" in r.getMessage()]
+    assert saved_lines == [
+        f"snapshot {tmp_path / 's'}: saved 1 items",
+        f"snapshot {tmp_path / 's'}: saved 0 items",
+    ]
+    assert (
+        caplog.records[-1].getMessage()
+        == f"snapshot {tmp_path / 's'}: unchanged since the last save"
+    )
+
+
+def test_a_start_without_a_snapshot_and_no_writes_saves_nothing(tmp_path, clock):
+    lifecycle = Lifecycle(MemoryStore(clock=clock), tmp_path / "s", 0)
+    lifecycle.startup()
+    lifecycle.shutdown()
+    assert not (tmp_path / "s").exists()  # no file restores as empty, as this store was
+
+
+def test_a_start_from_a_snapshot_saves_it_once_even_unchanged(tmp_path, clock):
+    path = tmp_path / "s"
+    path.write_text(json.dumps({"format": FORMAT, "version": 1, "items": [["k", "v", None]]}))
+    lifecycle = Lifecycle(MemoryStore(clock=clock), path, 0)
+    lifecycle.startup()
+    lifecycle.shutdown()  # written again in version 2 (it could have held skipped items)
+    assert path.read_text().splitlines()[1:] == ['["k","v",null]', "]}"]
