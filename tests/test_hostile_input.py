@@ -11,7 +11,8 @@ import tracemalloc
 import pytest
 
 from memflask import create_app
-from memflask.errors import Refusal
+from memflask.errors import InvalidEncoding, Refusal
+from memflask.parsing import parse_form
 from memflask.pipeline import read_params
 
 FORM = "application/x-www-form-urlencoded"
@@ -149,3 +150,27 @@ def test_deeply_nested_json_is_invalid_json(client, body):
     response = client.post("/set", data=body, content_type="application/json")
     assert response.status_code == 400
     assert response.json["error"] == "invalid_json"
+
+
+# parse_form has a fast path for short fields with nothing to decode: both ways agree.
+@pytest.mark.parametrize(
+    ("data", "parsed"),
+    [
+        (b"key=k&value=v", {"key": ["k"], "value": ["v"]}),
+        (b"&&a=&=b&c=1=2&a=3&", {"a": ["", "3"], "": ["b"], "c": ["1=2"]}),
+        (b"flag", {"flag": [""]}),
+        (b"k=\xc3\xa9", {"k": ["\u00e9"]}),  # raw UTF-8 bytes: decoded, not refused
+        (b"k=%C3%A9+x", {"k": ["\u00e9 x"]}),
+        (b"k=" + b"v" * 70_000, {"k": ["v" * 70_000]}),  # past the fast path's length
+    ],
+)
+def test_form_fields_parse_the_same_on_every_path(data, parsed):
+    assert parse_form(data, 100) == parsed
+
+
+@pytest.mark.parametrize(
+    "data", [b"key=\xff", b"k\xc3=1", b"k=%FF", b"k=" + b"v" * 70_000 + b"\xff"]
+)
+def test_bytes_that_are_not_utf8_are_refused_on_every_path(data):
+    with pytest.raises(InvalidEncoding):
+        parse_form(data, 100)
