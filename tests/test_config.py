@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from memflask import create_app
-from memflask.config import ConfigError, split_listen_address
+from memflask.config import DEFAULTS, ConfigError, split_listen_address
 
 from .conftest import ROOT
 
@@ -183,3 +183,58 @@ def test_instance_path_cannot_come_from_the_instance_config(tmp_path, monkeypatc
     monkeypatch.setenv("MEMFLASK_INSTANCE_PATH", str(tmp_path))
     with pytest.raises(ConfigError, match=r"INSTANCE_PATH cannot be set in instance/config\.py"):
         create_app()
+
+
+# -- MEMFLASK_<NAME>: every form the plain name takes ---------------------------------------
+
+# Text a setting may be given as. PORT, SIZE and APP_ENV are compared with the original's
+# environment names; every other setting with the same text given by its plain name
+# (`NAME = "text"` in instance/config.py, `memflask serve --name text`). MEMFLASK_<NAME>
+# goes through Flask's from_prefixed_env, which parses JSON first: `123`, `null`, `true`
+# and `007` must not come out as something else.
+FORMS = {
+    "PORT": ["8123", ":8123", "127.0.0.2:8123", "[::1]:8123", " 8123 "],
+    "SIZE": ["3", " 3 ", "007", "0"],
+    "APP_ENV": ["production", "", "1", "null"],
+    "HOST": ["0.0.0.0", "::1", "1", "true"],
+    "THREADS": ["8", " 8", "08"],
+    "MAX_KEY_BYTES": ["12", "012"],
+    "MAX_VALUE_BYTES": ["4096", " 4096 "],
+    "MAX_BYTES": ["0", "4096", "04096"],
+    "MAX_BATCH": ["7", "007"],
+    "TOKEN": ["s3cret", "123", "null", "true", "[1]"],
+    "ALLOWED_HOSTS": ["a.example,.b.example", "*", "123", "null"],
+    "ALLOWED_ORIGINS": ["https://app.example", "*", ""],
+    "SNAPSHOT_PATH": ["cache.snapshot", "123", ""],
+    "SNAPSHOT_INTERVAL": ["0", "60", "060"],
+    "STORE_URL": ["memory://"],
+    "STORE_PREFIX": ["app:", "123", "null"],
+    "STORE_TIMEOUT_MS": ["500", "0500"],
+    "HOT_PATH": ["0", "1", "false", "True", "off", "yes"],
+}
+ORIGINAL_NAMES = ("PORT", "SIZE", "APP_ENV")
+
+
+def test_every_setting_has_forms_to_check():
+    assert set(FORMS) == set(DEFAULTS) - {"CLOCK"}
+
+
+def settings_of(app) -> dict:
+    settings = {name: app.config[name] for name in DEFAULTS}
+    app.extensions["memflask"].lifecycle.shutdown()  # the snapshot saver, if one started
+    return settings
+
+
+@pytest.mark.parametrize(
+    "name, text", [(name, text) for name, forms in FORMS.items() for text in forms]
+)
+def test_memflask_name_takes_every_form_of_the_plain_name(name, text, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMFLASK_INSTANCE_PATH", str(tmp_path))  # a SNAPSHOT_PATH lands here
+    if name in ORIGINAL_NAMES:
+        monkeypatch.setenv(name, text)
+        plain = settings_of(create_app())
+        monkeypatch.delenv(name)
+    else:
+        plain = settings_of(create_app(settings={name: text}))
+    monkeypatch.setenv(f"MEMFLASK_{name}", text)
+    assert settings_of(create_app()) == plain
