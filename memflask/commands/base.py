@@ -174,7 +174,7 @@ class WriteCommand(Command):
         return written(item, args.return_value or self.reads)
 
 
-@functools.lru_cache(maxsize=None)  # per class, for good: a class's methods stay put
+@functools.cache  # per class, for good: a class's methods stay put
 def _describes_its_change(command: type[WriteCommand]) -> bool:
     """Whether the class's `describe` was written for its `change`: defined in the same
     class or below it, so a plugin verb that overrides only `change` runs it in Python."""
