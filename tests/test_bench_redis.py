@@ -15,6 +15,8 @@ from bench.redis_bench import (
     REDIS_SCENARIOS,
     RedisResult,
     RedisServer,
+    measure_redis,
+    print_section,
     redis_rows,
     total,
 )
@@ -70,3 +72,14 @@ def test_the_bench_s_redis_server_keeps_nothing_and_goes_away():
         store.stop()
     assert store.process.poll() is not None
     assert not os.path.exists(store.directory)
+
+
+def test_without_redis_server_the_section_says_it_was_skipped(monkeypatch, capsys):
+    real_which = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda name: None if name == "redis-server" else real_which(name)
+    )
+    result = measure_redis(1, 1)
+    assert result is None
+    print_section(result)
+    assert "skipped: redis-server is not installed" in capsys.readouterr().out
