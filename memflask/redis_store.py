@@ -428,9 +428,15 @@ class RedisStore(Store):
             ):
                 raise UnknownCursor(f"unknown cursor {cursor[:40]!r}; start again")
             index, position = int(index_text), int(position_text)
-        node_client = self.client.get_redis_connection(primaries[index])
-        position, live = self._scan_node(node_client, prefix, position, limit)
-        if position == 0:
+        # A primary scanned to its end goes on to the next while the page has room, so a
+        # small namespace lists in one call, as on one Redis; at most one SCAN a primary.
+        live: list[str] = []
+        while index < len(primaries) and len(live) < limit:
+            node_client = self.client.get_redis_connection(primaries[index])
+            position, found = self._scan_node(node_client, prefix, position, limit - len(live))
+            live.extend(found)
+            if position != 0:
+                break
             index += 1
         return live, "" if index == len(primaries) else f"{index}.{position}"
 
