@@ -115,7 +115,8 @@ def clock() -> FakeClock:
 
 
 # How a contract test's app serves: (backend, hot path on, through). The Flask view (hot
-# path off) runs on the memory store; Redis answers through the hot path; "waitress"
+# path off) runs on the memory store; Redis (one server, and a 3-primary Redis Cluster)
+# answers through the hot path; "waitress"
 # sends every request of the test client over a socket to real waitress (in-process, so
 # the test's clock and store are the server's); "granian" sends them to a real granian
 # process serving an app with the test's settings, its clock kept with the test's.
@@ -123,6 +124,7 @@ CONTRACT_SERVING = [
     ("memory", True, "test-client"),
     ("memory", False, "test-client"),
     ("redis", True, "test-client"),
+    ("redis-cluster", True, "test-client"),
     ("memory", True, "waitress"),
     ("memory", True, "granian"),
 ]
@@ -207,15 +209,29 @@ def redis_url() -> Iterator[str]:
     process.wait(timeout=30)
 
 
+# Redis backends -> the session fixture that starts their server(s).
+REDIS_BACKENDS = {"redis": "redis_url", "redis-cluster": "redis_cluster_url"}
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real 3-primary Redis Cluster on loopback ports, for the contract suite."""
+    from .clusters import cluster  # it imports this module's free_port
+
+    with cluster(tmp_path_factory.mktemp("contract-cluster"), masters=3, replicas=0) as started:
+        yield started.url
+
+
 def backend_config(backend: str, request: pytest.FixtureRequest) -> dict:
     """The settings that put an app on `backend`; a Redis app gets a namespace of its own."""
-    if backend != "redis":
+    server = REDIS_BACKENDS.get(backend)
+    if server is None:
         return {}
     marker = request.node.get_closest_marker("memory_only")
     if marker:
         pytest.skip(marker.args[0])
     return {
-        "STORE_URL": request.getfixturevalue("redis_url"),
+        "STORE_URL": request.getfixturevalue(server),
         "STORE_PREFIX": f"test-{uuid.uuid4().hex}:",
     }
 
@@ -244,7 +260,7 @@ def app_settings(
 def app(clock: FakeClock, backend: str, app_settings: dict):
     app = create_app({**app_settings, "CLOCK": clock})
     yield app
-    if backend == "redis":
+    if backend in REDIS_BACKENDS:
         app.extensions["memflask"].store.flush()
 
 

@@ -104,7 +104,7 @@ def test_a_bad_limit_is_refused(client, limit):
 
 @pytest.mark.parametrize("cursor", ["nonsense", "999999-0", "-1", "1-x", "0"])
 def test_a_cursor_the_server_never_gave_is_refused(client, cursor, backend):
-    if backend == "redis" and cursor == "999999-0":
+    if backend.startswith("redis") and cursor == "999999-0":
         pytest.skip("on Redis any number is a valid SCAN cursor")
     answer = client.get("/keys", query_string={"cursor": cursor})
     assert answer.status_code == 400
