@@ -44,20 +44,8 @@ SLOW_APP = """
 import os
 import time
 from memflask import create_app
-from memflask.commands.base import Command, Result
 from memflask.granian_server import prepare_worker
-
-
-class Slow(Command):
-    name = "slow"
-    writes = True
-
-    def validate(self, params):
-        return None
-
-    def apply(self, store, args):
-        time.sleep(1.0)
-        return Result(200, value="finished")
+from tests.slow_verb import Slow
 
 
 time.sleep(float(os.environ.get("BOOT_SECONDS", "0")))

@@ -18,28 +18,14 @@ import pytest
 
 from .conftest import ROOT, free_port, wait_until_serving
 
-# A server whose /slow verb takes SLOW_SECONDS (1 by default), and which acknowledges a
-# write on the way. It prints whether serve() put back the signal handlers it found: a
-# Python function for SIGTERM, Python's default for SIGINT.
+# A server whose /slow verb (tests/slow_verb.py) takes SLOW_SECONDS (1 by default), and
+# which acknowledges a write on the way. It prints whether serve() put back the signal
+# handlers it found: a Python function for SIGTERM, Python's default for SIGINT.
 SERVER = """
-import os
 import signal
-import time
 from memflask import create_app
-from memflask.commands.base import Command, Result
 from memflask.serve import serve
-
-
-class Slow(Command):
-    name = "slow"
-    writes = True
-
-    def validate(self, params):
-        return None
-
-    def apply(self, store, args):
-        time.sleep(float(os.environ.get("SLOW_SECONDS", "1")))
-        return Result(200, value="finished")
+from tests.slow_verb import Slow
 
 
 def handlers():

@@ -21,21 +21,8 @@ from .test_shutdown import finish, start_slow_request
 
 # wsgi.py's app with a /slow verb, as waitress-serve imports an app module.
 SLOW_APP = """
-import time
-from memflask.commands.base import Command, Result
+from tests.slow_verb import Slow
 from wsgi import app
-
-
-class Slow(Command):
-    name = "slow"
-    writes = True
-
-    def validate(self, params):
-        return None
-
-    def apply(self, store, args):
-        time.sleep(1.0)
-        return Result(200, value="finished")
 
 
 app.extensions["memflask"].context.registry.register(Slow)
