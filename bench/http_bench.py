@@ -149,15 +149,20 @@ class LocalServer(Server):
     """One benchmarked app on one server, in a process (group) of its own."""
 
     def __init__(
-        self, app: str, server: str, environment: Optional[dict[str, str]] = None, label: str = ""
+        self,
+        app: str,
+        server: str,
+        environment: Optional[dict[str, str]] = None,
+        label: str = "",
+        workers: int = 1,
     ):
         """`environment`: more variables for the app (MEMFLASK_STORE_URL, say); `label`
-        names the process in messages ("memflask on waitress, Redis")."""
+        names the process in messages ("memflask on waitress, Redis"); `workers`: granian's."""
         port = free_port()
         super().__init__(label or f"{app} on {server}", f"http://127.0.0.1:{port}")
         # A session of its own: granian forks a worker, and a stop must reach it too.
         self.process = subprocess.Popen(
-            serve.command(server, app, port),
+            serve.command(server, app, port, workers),
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT), **(environment or {})},
             start_new_session=True,

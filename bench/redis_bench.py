@@ -6,14 +6,18 @@ runs it alone. Without redis-server it is skipped, with a line that says so.
 The bench starts its own redis-server on a free loopback port (a temporary directory, no
 persistence: `--save '' --appendonly no`) and stops it at the end. On each server
 (waitress, and granian when installed), with the one command and settings every app gets
-there (bench/serve.py), it starts three memflask processes: one on the memory store, and
-two on the Redis (`MEMFLASK_STORE_URL=redis://127.0.0.1:<port>/0`), each on its own port.
+there (bench/serve.py), it starts: memflask on the memory store; two memflask processes
+on the Redis (`MEMFLASK_STORE_URL=redis://127.0.0.1:<port>/0`); and two references, the
+bare WSGI callable on a dict and the bare WSGI callable making one redis-py call per
+request (bench/references.py). On granian, one more: memflask on the Redis with two
+workers. Each process has a port of its own.
 
-Every round runs each scenario against: the memory store; one process on the Redis; and
-both processes on the Redis at once (a wrk against each, -t2 -c8 as every other row,
-their req/s summed). One process per store is the fair comparison of the stores: the
-memory store cannot take a second process (each would hold a cache of its own). The
-second process is what Redis makes possible, measured separately.
+Every round runs each scenario against every layout (LAYOUTS), on every server, in an
+order rotated by one each round. One process per store is the fair comparison of the
+stores: the memory store cannot take a second process (each would hold a cache of its
+own). The second process, or the second granian worker, is what Redis makes possible,
+measured separately. The references show the ceiling: what any Python app pays for one
+redis-py round trip on this machine, against a dict lookup on the same server.
 """
 
 from __future__ import annotations
@@ -45,9 +49,31 @@ from .report import print_table, rate
 from .targets import redis_verdicts
 
 REDIS_SCENARIOS = ("/get hit", "/set")
-MEMORY, ONE, TWO = "memory", "redis-1", "redis-2"
-LAYOUTS = (MEMORY, ONE, TWO)
+MEMORY, ONE, TWO, WORKERS = "memory", "redis-1", "redis-2", "redis-2-workers"
+BARE_DICT, BARE_REDIS = "bare-dict", "bare-redis"
 SKIPPED = "skipped: redis-server is not installed (Debian: apt-get install redis-server)"
+
+
+class Process(NamedTuple):
+    """One process of the section, as bench/serve.py serves it on a server."""
+
+    app: str  # a name in serve.APPS or serve.REDIS_APPS
+    store: str  # "memory" or "redis": the MEMFLASK_STORE_URL it is given
+    workers: int = 1  # granian's
+    copy: int = 1  # 2: a second process like the first, on a port of its own
+
+
+ON_REDIS = Process("memflask", "redis")
+# What each figure is measured on: wrk runs against each process of a layout at once.
+LAYOUTS: dict[str, tuple[Process, ...]] = {
+    MEMORY: (Process("memflask", "memory"),),
+    ONE: (ON_REDIS,),
+    TWO: (ON_REDIS, ON_REDIS._replace(copy=2)),
+    WORKERS: (ON_REDIS._replace(workers=2),),
+    BARE_DICT: (Process("bare-wsgi", "memory"),),
+    BARE_REDIS: (Process("bare-wsgi-redis", "redis"),),
+}
+GRANIAN_ONLY = (WORKERS,)  # waitress runs in one process
 
 
 class RedisResult(NamedTuple):
@@ -55,6 +81,16 @@ class RedisResult(NamedTuple):
     servers: tuple[str, ...]
     version: str  # redis-server's
     notes: list[str]
+
+
+def plan(servers: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The (server, layout) pairs every round measures, in the first round's order."""
+    return [
+        (server, layout)
+        for server in servers
+        for layout in LAYOUTS
+        if server == "granian" or layout not in GRANIAN_ONLY
+    ]
 
 
 class RedisServer:
@@ -110,39 +146,29 @@ def measure_redis(seconds: float, rounds: int) -> Optional[RedisResult]:
     if not serve.granian_installed():
         servers = tuple(server for server in servers if server != "granian")
         notes.append("granian is not installed: no granian rows (pip install granian)")
-    plan = [scenario for scenario in scenarios() if scenario.name in REDIS_SCENARIOS]
+    figures = [scenario for scenario in scenarios() if scenario.name in REDIS_SCENARIOS]
+    order = plan(servers)
     store = RedisServer(executable)
-    started: list[LocalServer] = []
-    running: dict[tuple[str, str], list[LocalServer]] = {}
+    started: dict[tuple[str, Process], LocalServer] = {}
+    runs: dict[tuple[str, str, str], list[Measure]] = {}
     try:
-        for server in servers:
-            memory = LocalServer(
-                "memflask", server, {"MEMFLASK_STORE_URL": "memory://"}, f"memflask on {server}"
-            )
-            started.append(memory)
-            on_redis = []
-            for number in (1, 2):
-                label = f"memflask {number} on {server}, Redis"
-                on_redis.append(
-                    LocalServer("memflask", server, {"MEMFLASK_STORE_URL": store.url}, label)
-                )
-                started.append(on_redis[-1])
-            running[(server, MEMORY)] = [memory]
-            running[(server, ONE)] = on_redis[:1]
-            running[(server, TWO)] = on_redis
-        for process in started:
+        for server, layout in order:
+            for process in LAYOUTS[layout]:
+                if (server, process) not in started:
+                    started[(server, process)] = start(process, server, store.url)
+        for process in started.values():
             process.seed()
-        order = list(running)
-        runs: dict[tuple[str, str, str], list[Measure]] = {}
         for round_number in range(rounds):
             shift = round_number % len(order)
-            for scenario in plan:
+            for scenario in figures:
                 for server, layout in order[shift:] + order[:shift]:
-                    urls = [process.url(scenario.path) for process in running[(server, layout)]]
+                    urls = [
+                        started[(server, process)].url(scenario.path) for process in LAYOUTS[layout]
+                    ]
                     measures = run_wrk_at_once(wrk, urls, seconds, scenario, notes)
                     runs.setdefault((scenario.name, server, layout), []).append(total(measures))
     finally:
-        for process in started:
+        for process in started.values():
             process.stop()
         store.stop()
     medians = {
@@ -156,6 +182,15 @@ def measure_redis(seconds: float, rounds: int) -> Optional[RedisResult]:
     return RedisResult(medians, servers, store.version, notes)
 
 
+def start(process: Process, server: str, redis_url: str) -> LocalServer:
+    """`process` served on `server`, on the bench's Redis or on the memory store."""
+    url = redis_url if process.store == "redis" else "memory://"
+    label = f"{process.app} {process.copy} on {server} ({process.workers} worker), {process.store}"
+    return LocalServer(
+        process.app, server, {"MEMFLASK_STORE_URL": url}, label, workers=process.workers
+    )
+
+
 def total(measures: list[Measure]) -> Measure:
     """Processes measured at once: their req/s summed, the slower one's latencies."""
     return Measure(
@@ -166,29 +201,57 @@ def total(measures: list[Measure]) -> Measure:
 
 
 def redis_rows(result: RedisResult) -> list[tuple[str, ...]]:
-    """One row per scenario and server: the memory store, one and two processes on the
-    Redis, and the ratios the targets judge."""
+    """One row per scenario and server: memflask on the memory store, on one and two
+    processes on the Redis, on one process of two granian workers ("-" on waitress), and
+    the ratios the targets judge."""
     header = ("figure", "server", "memory store", "Redis, 1 process", "Redis, 2 processes")
-    header += ("Redis / memory", "2 / 1 processes", "target")
+    header += ("Redis, 2 workers", "Redis / memory", "2 / 1 processes", "2 / 1 workers")
+    rows = [(*header, "target")]
+    for scenario in REDIS_SCENARIOS:
+        for server in result.servers:
+            cells = [scenario, server]
+            for layout in (MEMORY, ONE, TWO, WORKERS):
+                measure = result.measures.get((scenario, server, layout))
+                cells.append(rate(measure) if measure else "-")
+            versus_memory = ratio(result, scenario, server, ONE, MEMORY)
+            two_over_one = ratio(result, scenario, server, TWO, ONE)
+            cells += [f"{versus_memory:.2f}", f"{two_over_one:.2f}"]
+            with_workers = (scenario, server, WORKERS) in result.measures
+            cells.append(
+                f"{ratio(result, scenario, server, WORKERS, ONE):.2f}" if with_workers else "-"
+            )
+            cells.append("; ".join(redis_verdicts(scenario, versus_memory, two_over_one)))
+            rows.append(tuple(cells))
+    return rows
+
+
+# The ceiling table's ratios: (layout over layout), in its columns' order.
+CEILING_RATIOS = ((BARE_REDIS, BARE_DICT), (ONE, MEMORY), (MEMORY, BARE_DICT), (ONE, BARE_REDIS))
+
+
+def ceiling_rows(result: RedisResult) -> list[tuple[str, ...]]:
+    """One row per scenario and server: the bare WSGI callable on a dict and on the Redis
+    (one redis-py call per request); what the Redis costs it beside what it costs
+    memflask; and memflask against the callable on each store."""
+    header = ("figure", "server", "bare WSGI, dict", "bare WSGI, Redis")
+    header += ("bare WSGI: Redis / dict", "memflask: Redis / memory")
+    header += ("memflask / bare WSGI, dict", "memflask / bare WSGI, Redis")
     rows = [header]
     for scenario in REDIS_SCENARIOS:
         for server in result.servers:
-            memory, one, two = (result.measures[(scenario, server, kind)] for kind in LAYOUTS)
-            versus_memory = one.requests_per_second / memory.requests_per_second
-            two_over_one = two.requests_per_second / one.requests_per_second
-            rows.append(
-                (
-                    scenario,
-                    server,
-                    rate(memory),
-                    rate(one),
-                    rate(two),
-                    f"{versus_memory:.2f}",
-                    f"{two_over_one:.2f}",
-                    "; ".join(redis_verdicts(scenario, versus_memory, two_over_one)),
-                )
-            )
+            cells = [scenario, server]
+            cells += [
+                rate(result.measures[(scenario, server, kind)]) for kind in (BARE_DICT, BARE_REDIS)
+            ]
+            cells += [f"{ratio(result, scenario, server, *pair):.2f}" for pair in CEILING_RATIOS]
+            rows.append(tuple(cells))
     return rows
+
+
+def ratio(result: RedisResult, scenario: str, server: str, ours: str, theirs: str) -> float:
+    """Layout `ours`'s req/s over layout `theirs`'s, for `scenario` on `server`."""
+    mine, other = (result.measures[(scenario, server, layout)] for layout in (ours, theirs))
+    return mine.requests_per_second / other.requests_per_second
 
 
 def print_section(result: Optional[RedisResult]) -> None:
@@ -202,6 +265,12 @@ def print_section(result: Optional[RedisResult]) -> None:
         "latencies\n"
     )
     print_table(redis_rows(result))
+    print(
+        "\nThe ceiling, same run: the bare WSGI callable on a dict and on the same Redis "
+        "(one redis-py call per request: GET for /get, SET for /set), req/s (p50/p99 "
+        "latency)\n"
+    )
+    print_table(ceiling_rows(result))
     for note in dict.fromkeys(result.notes):
         print(f"note: {note}")
 

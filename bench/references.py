@@ -1,16 +1,22 @@
 """The reference apps memflask is measured against, on the same server settings.
 
 Each serves the same routes as the benchmark drives (/get, /set, /increment, /stats)
-from a plain dict behind a lock, with no validation: the cost of the stack alone.
+from a plain dict behind a lock, with no validation: the cost of the stack alone. The
+Redis section adds one more: a bare WSGI callable making one redis-py call per request,
+the least any Python app on Redis pays.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from urllib.parse import parse_qs
 
 from flask import Flask, Response, request
+
+from memflask.config import DEFAULTS
+from memflask.redis_connection import connect
 
 
 def minimal_flask_app() -> Flask:
@@ -52,32 +58,68 @@ def bare_wsgi_app():
     lock = threading.Lock()
 
     def app(environ, start_response):
-        path = environ["PATH_INFO"]
-        query = {name: values[0] for name, values in parse_qs(environ["QUERY_STRING"]).items()}
-        status, body, content_type = "204 No Content", b"", "text/plain"
+        path, query = environ["PATH_INFO"], parse_query(environ)
         if path == "/get":
             value = data.get(query.get("key", ""))
-            if value is None:
-                status = "404 Not Found"
-            else:
-                status, body = "200 OK", value.encode()
-        elif path == "/set":
+            return found(start_response, None if value is None else value.encode())
+        if path == "/set":
             with lock:
                 data[query["key"]] = query["value"]
-        elif path == "/increment":
+            return no_content(start_response)
+        if path == "/increment":
             with lock:
                 data[query["key"]] = str(int(data.get(query["key"], "0")) + int(query["value"]))
-        elif path == "/stats":
-            status, content_type = "200 OK", "application/json"
+            return no_content(start_response)
+        if path == "/stats":
             body = json.dumps({"keyCount": len(data)}).encode()
-        else:
-            status = "404 Not Found"
-        if status.startswith("204"):
-            # As memflask and the original answer it: a 204 ends with its headers (RFC 9110
-            # forbids Content-Length on it).
-            start_response(status, [])
-            return []
-        start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
-        return [body]
+            return found(start_response, body, "application/json")
+        return found(start_response, None)
 
     return app
+
+
+def bare_redis_app():
+    """A WSGI callable doing one redis-py call per request on the Redis at
+    MEMFLASK_STORE_URL: `GET` for /get, `SET` for /set. The ceiling of a Python app on
+    redis-py, on the same server settings.
+
+    One client shared by the server's threads, with memflask's redis-py settings
+    (memflask/redis_connection.py: a blocking pool of 64 connections, its default
+    timeout, no retries); no script, no prefix, no breaker: memflask's own work on Redis
+    is what it leaves out.
+    """
+    client = connect(os.environ["MEMFLASK_STORE_URL"], DEFAULTS["STORE_TIMEOUT_MS"] / 1000)
+
+    def app(environ, start_response):
+        path, query = environ["PATH_INFO"], parse_query(environ)
+        if path == "/get":
+            return found(start_response, client.get(query.get("key", "")))
+        if path == "/set":
+            client.set(query["key"], query["value"])
+            return no_content(start_response)
+        if path == "/stats":  # what the bench asks to know the app is up; not measured
+            body = json.dumps({"keyCount": client.dbsize()}).encode()
+            return found(start_response, body, "application/json")
+        return found(start_response, None)
+
+    return app
+
+
+def parse_query(environ) -> dict[str, str]:
+    """The query string's parameters, the first value of each."""
+    return {name: values[0] for name, values in parse_qs(environ["QUERY_STRING"]).items()}
+
+
+def no_content(start_response):
+    """A 204, as memflask and the original answer it: it ends with its headers (RFC 9110
+    forbids Content-Length on it)."""
+    start_response("204 No Content", [])
+    return []
+
+
+def found(start_response, body, content_type="text/plain"):
+    """A 200 with `body` (bytes), or a 404 for None."""
+    status = "200 OK" if body is not None else "404 Not Found"
+    body = body if body is not None else b""
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]

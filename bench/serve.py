@@ -7,7 +7,9 @@ same for all of them and the ratios measure the apps:
   memflask's fix that keeps connections open after 204 and 304 answers.
   `python -m bench.serve NAME PORT` serves app NAME on waitress.
 - granian: its own command (not memflask's `serve --server granian`), one worker, HTTP/1,
-  THREADS blocking threads to run the app: the same count as waitress's threads.
+  THREADS blocking threads to run the app: the same count as waitress's threads. The
+  Redis section also runs memflask on Redis with two workers, which only a shared store
+  allows.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Callable
 
 from memflask import create_app
 
-from .references import bare_wsgi_app, minimal_flask_app
+from .references import bare_redis_app, bare_wsgi_app, minimal_flask_app
 
 SERVERS = ("waitress", "granian")
 
@@ -34,6 +36,8 @@ APPS: dict[str, Callable[[], Any]] = {
     "flask-minimal": minimal_flask_app,
     "bare-wsgi": bare_wsgi_app,
 }
+# The Redis section's own reference, on the Redis at MEMFLASK_STORE_URL (bench/redis_bench.py).
+REDIS_APPS: dict[str, Callable[[], Any]] = {"bare-wsgi-redis": bare_redis_app}
 
 
 def memflask_settings() -> Any:
@@ -44,15 +48,18 @@ def granian_installed() -> bool:
     return importlib.util.find_spec("granian") is not None
 
 
-def command(server: str, app: str, port: int) -> list[str]:
-    """The command line that serves `app` on `server` at 127.0.0.1:`port`."""
+def command(server: str, app: str, port: int, workers: int = 1) -> list[str]:
+    """The command line that serves `app` on `server` at 127.0.0.1:`port`; `workers`
+    processes (granian only: waitress has one)."""
     if server == "waitress":
+        if workers != 1:
+            raise ValueError("waitress serves from one process")
         return [sys.executable, "-m", "bench.serve", app, str(port)]
     if server == "granian":
-        factory = APPS[app]
+        factory = {**APPS, **REDIS_APPS}[app]
         return [
             *(sys.executable, "-m", "granian", "--interface", "wsgi"),
-            *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+            *("--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)),
             # granian's default for WSGI is backlog / 2 = 512 threads, each contending
             # for the GIL on CPU-bound work; waitress's count keeps the servers alike.
             *("--blocking-threads", str(memflask_settings()["THREADS"])),
@@ -74,7 +81,7 @@ def serve_on_waitress(name: str, port: int) -> None:
     # every app here gets memflask's fixed waitress, so none pays for a new connection.
     keep_alive_after_bodiless_answers()
     options = {**waitress_options(memflask_settings()), "host": "127.0.0.1", "port": port}
-    waitress.serve(APPS[name](), _quiet=True, **options)
+    waitress.serve({**APPS, **REDIS_APPS}[name](), _quiet=True, **options)
 
 
 if __name__ == "__main__":

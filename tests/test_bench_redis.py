@@ -1,5 +1,6 @@
 """The bench's Redis section: its own throwaway redis-server, the figures the issue asks
-for, and targets judged from the same run's measures (no timing is asserted here)."""
+for, the bare WSGI references on a dict and on Redis, and targets judged from the same
+run's measures (no timing is asserted here)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,86 @@ import shutil
 
 import pytest
 import redis
+from werkzeug.test import Client
 
-from bench.http_bench import Measure, scenarios
+from bench import serve
+from bench.http_bench import LocalServer, Measure, scenarios
 from bench.redis_bench import (
+    BARE_DICT,
+    BARE_REDIS,
     LAYOUTS,
+    MEMORY,
+    ONE,
     REDIS_SCENARIOS,
+    TWO,
+    WORKERS,
+    Process,
     RedisResult,
     RedisServer,
+    ceiling_rows,
     measure_redis,
+    plan,
     print_section,
     redis_rows,
     total,
 )
+from bench.references import bare_redis_app
 from bench.targets import REDIS_GOALS, redis_verdicts
+
+needs_redis_server = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="needs redis-server"
+)
+
+
+@pytest.fixture(scope="module")
+def bench_redis():
+    """One bench redis-server for the tests that talk to Redis."""
+    store = RedisServer(shutil.which("redis-server"))
+    yield store
+    store.stop()
 
 
 def test_the_redis_section_plans_the_issue_s_figures():
     assert set(REDIS_GOALS) == set(REDIS_SCENARIOS) == {"/get hit", "/set"}
     assert set(REDIS_SCENARIOS) <= {scenario.name for scenario in scenarios()}
+
+
+def test_every_layout_runs_on_every_server_and_two_workers_only_on_granian():
+    assert plan(("waitress", "granian")) == [
+        *(("waitress", layout) for layout in (MEMORY, ONE, TWO, BARE_DICT, BARE_REDIS)),
+        *(("granian", layout) for layout in (MEMORY, ONE, TWO, WORKERS, BARE_DICT, BARE_REDIS)),
+    ]
+    assert plan(("waitress",)) == [("waitress", layout) for layout in LAYOUTS if layout != WORKERS]
+
+
+def test_each_layout_runs_the_apps_it_compares():
+    on_redis = Process("memflask", "redis")
+    assert LAYOUTS[MEMORY] == (Process("memflask", "memory"),)
+    assert LAYOUTS[ONE] == (on_redis,)
+    # Two processes: the one-process figure's, and a second started beside it.
+    assert LAYOUTS[TWO] == (on_redis, Process("memflask", "redis", copy=2))
+    assert LAYOUTS[WORKERS] == (Process("memflask", "redis", workers=2),)
+    # The references: the bare callable of the HTTP section, and its Redis twin.
+    assert LAYOUTS[BARE_DICT] == (Process("bare-wsgi", "memory"),)
+    assert LAYOUTS[BARE_REDIS] == (Process("bare-wsgi-redis", "redis"),)
+    for processes in LAYOUTS.values():
+        assert all(process.app in {**serve.APPS, **serve.REDIS_APPS} for process in processes)
+
+
+def test_two_granian_workers_differ_from_one_only_in_the_count():
+    one = serve.command("granian", "memflask", 8123)
+    two = serve.command("granian", "memflask", 8123, workers=2)
+    at = one.index("--workers") + 1
+    assert (one[at], two[at]) == ("1", "2")
+    assert one[:at] + one[at + 1 :] == two[:at] + two[at + 1 :]
+    with pytest.raises(ValueError):
+        serve.command("waitress", "memflask", 8123, workers=2)
+
+
+def test_the_redis_reference_is_served_as_every_other_app():
+    command = serve.command("granian", "bare-wsgi-redis", 8123)
+    assert command[-1] == "bench.references:bare_redis_app"
+    assert command[:-1] == serve.command("granian", "bare-wsgi", 8123)[:-1]
 
 
 def test_processes_measured_at_once_add_up():
@@ -44,21 +107,92 @@ def test_each_row_is_judged_against_the_memory_store_and_one_process():
     ]
 
 
-def test_the_table_carries_the_ratios_from_the_same_run():
-    figures = {"memory": 1000.0, "redis-1": 700.0, "redis-2": 1050.0}
+def measured(figures: dict[str, float], servers=("waitress",)) -> RedisResult:
+    """A result whose every figure on every server is `figures[layout]` req/s."""
     measures = {
-        (scenario, "waitress", layout): Measure(figures[layout], 1.0, 2.0)
+        (scenario, server, layout): Measure(figures[layout], 1.0, 2.0)
         for scenario in REDIS_SCENARIOS
-        for layout in LAYOUTS
+        for server, layout in plan(servers)
     }
-    rows = redis_rows(RedisResult(measures, ("waitress",), "7.0.0", []))
-    assert rows[0][5:7] == ("Redis / memory", "2 / 1 processes")
+    return RedisResult(measures, servers, "7.0.0", [])
+
+
+FIGURES = {
+    MEMORY: 1000.0,
+    ONE: 700.0,
+    TWO: 1050.0,
+    WORKERS: 840.0,
+    BARE_DICT: 1250.0,
+    BARE_REDIS: 800.0,
+}
+
+
+def test_the_table_carries_the_ratios_from_the_same_run():
+    rows = redis_rows(measured(FIGURES, ("waitress", "granian")))
+    assert rows[0][6:9] == ("Redis / memory", "2 / 1 processes", "2 / 1 workers")
+    assert [row[:2] for row in rows[1:]] == [
+        ("/get hit", "waitress"),
+        ("/get hit", "granian"),
+        ("/set", "waitress"),
+        ("/set", "granian"),
+    ]
+    on_waitress, on_granian = rows[1], rows[2]
+    assert on_waitress[5] == "-"  # no second worker on waitress
+    assert on_waitress[6:] == ("0.70", "1.50", "-", "vs memory >= 0.6: met; 2 processes > 1: met")
+    assert on_granian[5].startswith("840/s")
+    assert on_granian[6:9] == ("0.70", "1.50", "1.20")
+
+
+def test_the_ceiling_table_sets_the_bare_callable_s_cost_of_redis_beside_memflask_s():
+    rows = ceiling_rows(measured(FIGURES))
+    assert rows[0][4:] == (
+        "bare WSGI: Redis / dict",
+        "memflask: Redis / memory",
+        "memflask / bare WSGI, dict",
+        "memflask / bare WSGI, Redis",
+    )
     get_row = rows[1]
     assert get_row[:2] == ("/get hit", "waitress")
-    assert get_row[5:] == ("0.70", "1.50", "vs memory >= 0.6: met; 2 processes > 1: met")
+    assert get_row[2].startswith("1,250/s") and get_row[3].startswith("800/s")
+    # 800 / 1250; 700 / 1000; 1000 / 1250; 700 / 800
+    assert get_row[4:] == ("0.64", "0.70", "0.80", "0.88")
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+@needs_redis_server
+def test_the_redis_reference_makes_one_redis_call_per_request(bench_redis, monkeypatch):
+    monkeypatch.setenv("MEMFLASK_STORE_URL", bench_redis.url)
+    client = Client(bare_redis_app())
+    direct = redis.Redis.from_url(bench_redis.url)
+    try:
+        assert client.get("/get?key=reference-key").status_code == 404
+        written = client.get("/set?key=reference-key&value=v")
+        assert written.status_code == 204
+        assert "Content-Length" not in written.headers  # as memflask's and the bare callable's
+        assert direct.get("reference-key") == b"v"
+        response = client.get("/get?key=reference-key")
+        assert (response.status_code, response.data) == (200, b"v")
+        assert client.get("/stats").status_code == 200
+        assert client.get("/increment?key=n&value=1").status_code == 404  # not a route of it
+    finally:
+        direct.delete("reference-key")
+        direct.close()
+
+
+@needs_redis_server
+def test_the_redis_reference_takes_the_bench_s_seed_on_a_real_server(bench_redis):
+    process = LocalServer("bare-wsgi-redis", "waitress", {"MEMFLASK_STORE_URL": bench_redis.url})
+    direct = redis.Redis.from_url(bench_redis.url)
+    try:
+        process.seed()
+        assert process.call("/get?key=k0") == 200
+        assert direct.get("k99") == b"value-99"
+    finally:
+        process.stop()
+        direct.flushdb()
+        direct.close()
+
+
+@needs_redis_server
 def test_the_bench_s_redis_server_keeps_nothing_and_goes_away():
     store = RedisServer(shutil.which("redis-server"))
     try:
