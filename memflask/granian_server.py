@@ -70,8 +70,7 @@ def granian_options(settings: Mapping[str, Any], workers: int = 1) -> dict[str, 
         "port": settings["PORT"],
         "interface": Interfaces.WSGI,
         "workers": workers,
-        # The Python threads that run the app, per worker: waitress's `threads`.
-        "blocking_threads": settings["THREADS"],
+        "blocking_threads": blocking_threads(settings),
         # HTTP/1 only, as waitress: HTTP/2 would bring a header limit of its own.
         "http": HTTPModes.http1,
         # hyper's read buffer bounds the request head: the same limit as waitress's
@@ -85,6 +84,17 @@ def granian_options(settings: Mapping[str, Any], workers: int = 1) -> dict[str, 
         # default is to wait forever, also for a worker that missed the signal.
         "workers_kill_timeout": int(DRAIN_SECONDS),
     }
+
+
+def blocking_threads(settings: Mapping[str, Any]) -> int:
+    """The Python threads that run the app in each granian worker.
+
+    One on the memory store: its requests never wait for I/O, so more threads only take
+    turns at the GIL, and one served /get about twice as fast as four (bench/README.md).
+    On Redis a thread waits out each round trip, and a stalled Redis must not hold every
+    request behind one: THREADS, as waitress has.
+    """
+    return 1 if settings["STORE_URL"].startswith("memory://") else settings["THREADS"]
 
 
 def refuse_workers_without_a_shared_store(workers: int, store_url: str) -> None:
@@ -118,11 +128,11 @@ def load_app(overrides: Mapping[str, Any]) -> Flask:
     """
     app = prepare_worker(create_app(settings=overrides))
     # startup_line reads the address from a waitress server; granian listens where the
-    # settings say (THREADS is granian's blocking threads here, so that part holds too).
+    # settings say, with its blocking threads.
     listening = SimpleNamespace(
         effective_host=app.config["HOST"], effective_port=app.config["PORT"]
     )
-    print(startup_line(app, listening), file=sys.stderr, flush=True)
+    print(startup_line(app, listening, blocking_threads(app.config)), file=sys.stderr, flush=True)
     return app
 
 

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 import waitress
@@ -349,7 +349,7 @@ def serve(app: Flask) -> None:
     serving.run()
 
 
-def startup_line(app: Flask, server: Any) -> str:
+def startup_line(app: Flask, server: Any, threads: Optional[int] = None) -> str:
     """`memflask 0.1.0 serving http://127.0.0.1:8000 (memory store, ...)`: one line.
 
     It ends with the instance folder, which Flask picks by where memflask is installed.
@@ -368,7 +368,8 @@ def startup_line(app: Flask, server: Any) -> str:
             what += f", {restored} items restored from the snapshot"
     else:
         what = f"store {_without_password(store)}"
-    what += f", {config['THREADS']} threads; instance folder {app.instance_path}"
+    threads = config["THREADS"] if threads is None else threads
+    what += f", {threads} thread{'s' if threads != 1 else ''}; instance folder {app.instance_path}"
     return f"memflask {__version__} serving {urls} ({what})"
 
 

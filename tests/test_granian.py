@@ -391,15 +391,20 @@ def test_wsgi_py_serves_under_granian(start):
     assert request(served.port, "GET", "/get?key=k") == (200, b"v")
 
 
-def test_granian_gets_memflasks_address_threads_and_head_limit():
+def test_granian_gets_memflasks_address_and_head_limit_and_one_thread_on_memory():
     app = create_app({"HOST": "127.0.0.2", "PORT": 8123, "THREADS": 7, "MAX_VALUE_BYTES": 1000})
     options = granian_options(app.config)
     assert (options["address"], options["port"], options["blocking_threads"]) == (
         "127.0.0.2",
         8123,
-        7,
+        1,  # the memory store never waits for I/O: more threads only contend for the GIL
     )
     assert (options["workers"], options["http1_settings"].max_buffer_size) == (1, HEAD_LIMIT)
+
+
+def test_granian_runs_threads_threads_on_redis():
+    settings = {**create_app({"THREADS": 7}).config, "STORE_URL": "redis://127.0.0.1:1/0"}
+    assert granian_options(settings)["blocking_threads"] == 7
 
 
 def test_prepare_worker_leaves_an_app_outside_granian_as_it_was():
