@@ -162,7 +162,13 @@ class LocalServer(Server):
         super().__init__(label or f"{app} on {server}", f"http://127.0.0.1:{port}")
         # A session of its own: granian forks a worker, and a stop must reach it too.
         self.process = subprocess.Popen(
-            serve.command(server, app, port, workers),
+            serve.command(
+                server,
+                app,
+                port,
+                workers,
+                (environment or {}).get("MEMFLASK_STORE_URL", "memory://"),
+            ),
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT), **(environment or {})},
             start_new_session=True,

@@ -7,7 +7,8 @@ same for all of them and the ratios measure the apps:
   memflask's fix that keeps connections open after 204 and 304 answers.
   `python -m bench.serve NAME PORT` serves app NAME on waitress.
 - granian: its own command (not memflask's `serve --server granian`), one worker, HTTP/1,
-  THREADS blocking threads to run the app: the same count as waitress's threads. The
+  the blocking threads memflask serve picks: one for the apps that never wait for I/O
+  (the GIL makes more only take turns), THREADS for those on Redis. The
   Redis section also runs memflask on Redis with two workers, which only a shared store
   allows.
 """
@@ -44,13 +45,25 @@ def memflask_settings() -> Any:
     return memflask_app().config
 
 
+def granian_threads(app: str, store_url: str) -> int:
+    """granian's blocking threads for `app`, as memflask serve --server granian picks them
+    (memflask.granian_server.blocking_threads): every app here gets the same rule."""
+    from memflask.granian_server import blocking_threads
+
+    if app in REDIS_APPS:
+        store_url = "redis://"
+    return blocking_threads({"STORE_URL": store_url, "THREADS": memflask_settings()["THREADS"]})
+
+
 def granian_installed() -> bool:
     return importlib.util.find_spec("granian") is not None
 
 
-def command(server: str, app: str, port: int, workers: int = 1) -> list[str]:
+def command(
+    server: str, app: str, port: int, workers: int = 1, store_url: str = "memory://"
+) -> list[str]:
     """The command line that serves `app` on `server` at 127.0.0.1:`port`; `workers`
-    processes (granian only: waitress has one)."""
+    processes (granian only: waitress has one); `store_url`: where memflask keeps items."""
     if server == "waitress":
         if workers != 1:
             raise ValueError("waitress serves from one process")
@@ -60,9 +73,9 @@ def command(server: str, app: str, port: int, workers: int = 1) -> list[str]:
         return [
             *(sys.executable, "-m", "granian", "--interface", "wsgi"),
             *("--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)),
-            # granian's default for WSGI is backlog / 2 = 512 threads, each contending
-            # for the GIL on CPU-bound work; waitress's count keeps the servers alike.
-            *("--blocking-threads", str(memflask_settings()["THREADS"])),
+            # memflask serve's own choice (granian's default for WSGI is backlog / 2 =
+            # 512 threads): one for an app that never waits for I/O, THREADS on Redis.
+            *("--blocking-threads", str(granian_threads(app, store_url))),
             # HTTP/1 as waitress and wrk speak it; WSGI has no websockets.
             *("--http", "1", "--no-ws", "--log-level", "warning"),
             *("--factory", f"{factory.__module__}:{factory.__name__}"),

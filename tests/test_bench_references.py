@@ -60,7 +60,16 @@ def test_granian_serves_every_app_with_the_same_settings(app):
     assert getattr(importlib.import_module(module), attribute) is serve.APPS[app]
     assert command[:-1] == serve.command("granian", "memflask", 8123)[:-1]
     threads = command[command.index("--blocking-threads") + 1]
-    assert int(threads) == serve.memflask_settings()["THREADS"]  # waitress's thread count
+    assert int(threads) == 1  # as memflask serve runs the memory store: none waits for I/O
+
+
+def test_granian_runs_redis_apps_on_waitress_thread_count():
+    threads = serve.memflask_settings()["THREADS"]
+    for command in (
+        serve.command("granian", "bare-wsgi-redis", 8123),
+        serve.command("granian", "memflask", 8123, store_url="redis://127.0.0.1:6379/0"),
+    ):
+        assert int(command[command.index("--blocking-threads") + 1]) == threads
 
 
 def test_a_reference_is_name_equals_url():
