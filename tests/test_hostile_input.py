@@ -152,6 +152,27 @@ def test_deeply_nested_json_is_invalid_json(client, body):
     assert response.json["error"] == "invalid_json"
 
 
+def test_brackets_inside_json_strings_are_not_nesting(client):
+    value = "[{" * 20  # 40 brackets in a string: no level of the document's structure
+    assert client.post("/set", json={"key": "k", "value": value}).status_code == 204
+    assert client.get("/get?key=k").data.decode() == value
+
+
+@pytest.mark.parametrize("levels", [8, 9])
+def test_the_depth_limit_is_the_same_with_few_separators_and_many(client, levels):
+    """Few separators: depth checked on the parsed document; many: on the raw structure."""
+    few = b'{"a":' * levels + b"1" + b"}" * levels
+    padding = ",".join(f'"p{n}":{n}' for n in range(4300))  # past the cap: the exact scan
+    many = b'{"a":' * levels + b"1" + b"}" * levels
+    many = many[:-1] + b"," + padding.encode() + b"}"
+    for body in (few, many):
+        response = client.post("/set", data=body, content_type="application/json")
+        if levels == 9:
+            assert (response.status_code, response.json["error"]) == (400, "invalid_json")
+        else:
+            assert response.json["error"] != "invalid_json"  # too many parameters or a bad key
+
+
 # parse_form has a fast path for short fields with nothing to decode: both ways agree.
 @pytest.mark.parametrize(
     ("data", "parsed"),
