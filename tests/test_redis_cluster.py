@@ -24,6 +24,7 @@ from memflask.redis_store import RedisStore
 
 from .clusters import Cluster, cluster, wait_for
 from .conftest import LiveServer
+from .test_redis_outages import Tally, increment_until
 from .test_redis_scripts import Shout
 
 
@@ -259,35 +260,16 @@ def test_a_paused_master_delays_no_answer_past_twice_the_timeout_nor_applies_a_w
     (less than cluster-node-timeout: no failover)."""
     timeout = 0.5
     app, store = app_on(three_masters.url, timeout=timeout)
-    unique: dict[str, int] = {}
-    shared: dict[int, int] = {}
-    slowest = [0.0]
-    lock = threading.Lock()
+    tally = Tally()
     try:
         with LiveServer(app) as server:
             stop_at = time.monotonic() + 5
-
-            def increment(thread: int) -> None:
-                connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-                number = 0
-                try:
-                    while time.monotonic() < stop_at:
-                        number += 1
-                        for key in (f"t{thread}-{number}", "shared"):
-                            started = time.monotonic()
-                            connection.request("GET", f"/increment?key={key}&value=1")
-                            response = connection.getresponse()
-                            response.read()
-                            with lock:
-                                slowest[0] = max(slowest[0], time.monotonic() - started)
-                                if key == "shared":
-                                    shared[response.status] = shared.get(response.status, 0) + 1
-                                else:
-                                    unique[key] = response.status
-                finally:
-                    connection.close()
-
-            threads = [threading.Thread(target=increment, args=(n,)) for n in range(8)]
+            threads = [
+                threading.Thread(
+                    target=increment_until, args=(server.port, f"t{n}", stop_at, tally)
+                )
+                for n in range(8)
+            ]
             for thread in threads:
                 thread.start()
             time.sleep(1.5)
@@ -302,6 +284,7 @@ def test_a_paused_master_delays_no_answer_past_twice_the_timeout_nor_applies_a_w
             assert not any(thread.is_alive() for thread in threads)
         client = app.test_client()
         wait_for(lambda: client.get("/get?key=shared").status_code == 200, 10, "no recovery")
+        unique, shared = tally.unique, tally.shared
         values = {}
         keys = list(unique)
         for start in range(0, len(keys), 500):
@@ -311,13 +294,13 @@ def test_a_paused_master_delays_no_answer_past_twice_the_timeout_nor_applies_a_w
         store.flush()
         store.close()
     print(f"unique: {sorted(Counter(unique.values()).items())}, shared: {shared} -> {counter}")
-    print(f"slowest answer {slowest[0]:.3f} s (timeout {timeout} s)")
+    print(f"slowest answer {tally.slowest:.3f} s (timeout {timeout} s)")
     assert set(unique.values()) <= {204, 503} and 503 in unique.values()
     for key, status in unique.items():
         expected = ("1",) if status == 204 else (None, "1")  # 503: applied once or never
         assert values.get(key) in expected, key
     assert shared.get(204, 0) <= counter <= shared.get(204, 0) + shared.get(503, 0)
-    assert slowest[0] < 2 * timeout + 0.5
+    assert tally.slowest < 2 * timeout + 0.5
 
 
 def test_store_url_names_a_cluster(three_masters, clock):
