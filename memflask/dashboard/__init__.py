@@ -14,7 +14,8 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import NotFound
 
 from .. import __version__
-from ..pipeline import State, check_access
+from ..api import state
+from ..pipeline import check_access
 
 bp = Blueprint("dashboard", __name__, static_folder="static", static_url_path="/dashboard")
 
@@ -28,10 +29,6 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-
-
-def state() -> State:
-    return current_app.extensions["memflask"]
 
 
 @bp.route("/", methods=ALL_METHODS, provide_automatic_options=False)
