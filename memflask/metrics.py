@@ -54,17 +54,17 @@ class RequestCollector(Collector):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # (verb, status) -> [count, sum of seconds, one count per bucket, then +Inf's]
+        # (verb, status) -> [sum of seconds, one count per bucket, then +Inf's]; the
+        # request count is their sum
         self._series: dict[tuple[str, int], list] = {}
 
     def observe(self, verb: str, status: int, seconds: float) -> None:
-        bucket = 2 + bisect_left(LATENCY_BUCKETS, seconds)  # a bucket counts up to its bound
+        bucket = 1 + bisect_left(LATENCY_BUCKETS, seconds)  # a bucket counts up to its bound
         with self._lock:
             series = self._series.get((verb, status))
             if series is None:
-                series = self._series[(verb, status)] = [0, 0.0] + [0] * (BUCKET_COUNT + 1)
-            series[0] += 1
-            series[1] += seconds
+                series = self._series[(verb, status)] = [0.0] + [0] * (BUCKET_COUNT + 1)
+            series[0] += seconds
             series[bucket] += 1
 
     def collect(self) -> Iterator[Metric]:
@@ -78,9 +78,9 @@ class RequestCollector(Collector):
             "Time to answer, by verb and status.",
             labels=["verb", "status"],
         )
-        for (verb, status), (count, total, *per_bucket) in sorted(series.items()):
+        for (verb, status), (total, *per_bucket) in sorted(series.items()):
             labels = [verb, str(status)]
-            requests.add_metric(labels, count)
+            requests.add_metric(labels, sum(per_bucket))
             cumulative, buckets = 0, []
             for bound, observed in zip(BUCKET_BOUNDS, per_bucket):
                 cumulative += observed
