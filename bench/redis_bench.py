@@ -7,17 +7,19 @@ The bench starts its own redis-server on a free loopback port (a temporary direc
 persistence: `--save '' --appendonly no`) and stops it at the end. On each server
 (waitress, and granian when installed), with the one command and settings every app gets
 there (bench/serve.py), it starts: memflask on the memory store; two memflask processes
-on the Redis (`MEMFLASK_STORE_URL=redis://127.0.0.1:<port>/0`); and two references, the
-bare WSGI callable on a dict and the bare WSGI callable making one redis-py call per
-request (bench/references.py). On granian, one more: memflask on the Redis with two
-workers. Each process has a port of its own.
+on the Redis (`MEMFLASK_STORE_URL=redis://127.0.0.1:<port>/0`); and three references,
+the bare WSGI callable on a dict, the bare WSGI callable making one redis-py call per
+request, and the same with its threads' calls pipelined (bench/references.py). On
+granian, one more: memflask on the Redis with two workers. Each process has a port of
+its own.
 
 Every round runs each scenario against every layout (LAYOUTS), on every server, in an
 order rotated by one each round. One process per store is the fair comparison of the
 stores: the memory store cannot take a second process (each would hold a cache of its
 own). The second process, or the second granian worker, is what Redis makes possible,
 measured separately. The references show the ceiling: what any Python app pays for one
-redis-py round trip on this machine, against a dict lookup on the same server.
+redis-py round trip on this machine, against a dict lookup on the same server, and what
+the other client shape, pipelining concurrent requests' calls, would change.
 """
 
 from __future__ import annotations
@@ -46,11 +48,11 @@ from .http_bench import (
     scenarios,
 )
 from .report import print_table, rate
-from .targets import redis_verdicts
+from .targets import REDIS_GOALS, redis_verdicts
 
 REDIS_SCENARIOS = ("/get hit", "/set")
 MEMORY, ONE, TWO, WORKERS = "memory", "redis-1", "redis-2", "redis-2-workers"
-BARE_DICT, BARE_REDIS = "bare-dict", "bare-redis"
+BARE_DICT, BARE_REDIS, BARE_PIPELINED = "bare-dict", "bare-redis", "bare-redis-pipelined"
 SKIPPED = "skipped: redis-server is not installed (Debian: apt-get install redis-server)"
 
 
@@ -72,6 +74,7 @@ LAYOUTS: dict[str, tuple[Process, ...]] = {
     WORKERS: (ON_REDIS._replace(workers=2),),
     BARE_DICT: (Process("bare-wsgi", "memory"),),
     BARE_REDIS: (Process("bare-wsgi-redis", "redis"),),
+    BARE_PIPELINED: (Process("bare-wsgi-redis-pipelined", "redis"),),
 }
 GRANIAN_ONLY = (WORKERS,)  # waitress runs in one process
 
@@ -235,6 +238,9 @@ CEILING_RATIOS = (
     (MEMORY, BARE_DICT),
     (ONE, BARE_REDIS),
 )
+# The other client shape: the bare callable with its threads' calls pipelined, against
+# one call per request, and the bound it would set on memflask (over its memory store).
+PIPELINED_RATIOS = ((BARE_PIPELINED, BARE_REDIS), (BARE_PIPELINED, MEMORY))
 
 
 def ceiling_rows(result: RedisResult) -> list[tuple[str, ...]]:
@@ -254,6 +260,26 @@ def ceiling_rows(result: RedisResult) -> list[tuple[str, ...]]:
                 rate(result.measures[(scenario, server, kind)]) for kind in (BARE_DICT, BARE_REDIS)
             ]
             cells += [f"{ratio(result, scenario, server, *pair):.2f}" for pair in CEILING_RATIOS]
+            rows.append(tuple(cells))
+    return rows
+
+
+def pipelined_rows(result: RedisResult) -> list[tuple[str, ...]]:
+    """One row per scenario and server: the bare callable with its threads' calls
+    pipelined, against one call per request, and the bound that shape would set on
+    memflask's Redis / memory if memflask's own work cost nothing."""
+    header = ("figure", "server", "bare WSGI, Redis", "bare WSGI, Redis pipelined")
+    header += ("pipelined / one call each", "pipelined / memflask, memory", "target")
+    rows = [header]
+    for scenario in REDIS_SCENARIOS:
+        for server in result.servers:
+            cells = [scenario, server]
+            cells += [
+                rate(result.measures[(scenario, server, kind)])
+                for kind in (BARE_REDIS, BARE_PIPELINED)
+            ]
+            cells += [f"{ratio(result, scenario, server, *pair):.2f}" for pair in PIPELINED_RATIOS]
+            cells.append(f"{REDIS_GOALS[scenario]:g}")
             rows.append(tuple(cells))
     return rows
 
@@ -281,6 +307,12 @@ def print_section(result: Optional[RedisResult]) -> None:
         "latency)\n"
     )
     print_table(ceiling_rows(result))
+    print(
+        "\nThe other client shape, same run: the bare callable on the Redis with its "
+        "threads' calls pipelined (one round trip carries every call waiting), req/s "
+        "(p50/p99 latency)\n"
+    )
+    print_table(pipelined_rows(result))
     for note in dict.fromkeys(result.notes):
         print(f"note: {note}")
 

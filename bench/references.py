@@ -2,8 +2,8 @@
 
 Each serves the same routes as the benchmark drives (/get, /set, /increment, /stats)
 from a plain dict behind a lock, with no validation: the cost of the stack alone. The
-Redis section adds one more: a bare WSGI callable making one redis-py call per request,
-the least any Python app on Redis pays.
+Redis section adds two more: a bare WSGI callable making one redis-py call per request,
+the least any Python app on Redis pays, and its twin with the threads' calls pipelined.
 """
 
 from __future__ import annotations
@@ -88,14 +88,33 @@ def bare_redis_app():
     timeout, no retries); no script, no prefix, no breaker: memflask's own work on Redis
     is what it leaves out.
     """
-    client = connect(os.environ["MEMFLASK_STORE_URL"], DEFAULTS["STORE_TIMEOUT_MS"] / 1000)
+    client = redis_client()
+    return redis_routes(client.execute_command, client)
+
+
+def bare_redis_pipelined_app():
+    """The same callable with its threads' calls pipelined: a call made while another
+    thread's round trip is under way waits, and goes with every other waiting call in the
+    next round trip (AutoPipeline). The ceiling of the other client shape a Python app on
+    redis-py could take: fewer round trips and socket calls, at the price of a wait and a
+    hand-over between threads."""
+    client = redis_client()
+    return redis_routes(AutoPipeline(client).call, client)
+
+
+def redis_client():
+    return connect(os.environ["MEMFLASK_STORE_URL"], DEFAULTS["STORE_TIMEOUT_MS"] / 1000)
+
+
+def redis_routes(call, client):
+    """/get and /set as one Redis command each, sent by `call(*command)`."""
 
     def app(environ, start_response):
         path, query = environ["PATH_INFO"], parse_query(environ)
         if path == "/get":
-            return found(start_response, client.get(query.get("key", "")))
+            return found(start_response, call("GET", query.get("key", "")))
         if path == "/set":
-            client.set(query["key"], query["value"])
+            call("SET", query["key"], query["value"])
             return no_content(start_response)
         if path == "/stats":  # what the bench asks to know the app is up; not measured
             body = json.dumps({"keyCount": client.dbsize()}).encode()
@@ -103,6 +122,69 @@ def bare_redis_app():
         return found(start_response, None)
 
     return app
+
+
+class PendingCall:
+    """One thread's command waiting in an AutoPipeline: its answer, or the turn to send."""
+
+    __slots__ = ("answer", "command", "done", "sends")
+
+    def __init__(self, command: tuple):
+        self.command = command
+        self.done = threading.Event()
+        self.answer: object = None
+        self.sends = False  # woken to send the next round trip, its own call included
+
+
+class AutoPipeline:
+    """Commands from concurrent threads sent together, one round trip at a time.
+
+    A thread that finds no round trip under way sends its command at once; one that finds
+    one waits. The sender takes every waiting command into one pipeline, hands each its
+    answer (an error is its caller's alone), and passes the turn to the first command that
+    arrived meanwhile, so no thread sends for others for longer than one round trip.
+    """
+
+    def __init__(self, client):
+        self.client = client
+        self.lock = threading.Lock()
+        self.waiting: list[PendingCall] = []
+        self.sending = False
+
+    def call(self, *command):
+        mine = PendingCall(command)
+        with self.lock:
+            self.waiting.append(mine)
+            mine.sends = not self.sending
+            self.sending = True
+        if not mine.sends:
+            mine.done.wait()
+        if mine.sends:
+            self._send_waiting(mine)
+        if isinstance(mine.answer, Exception):
+            raise mine.answer
+        return mine.answer
+
+    def _send_waiting(self, mine: PendingCall) -> None:
+        with self.lock:
+            batch, self.waiting = self.waiting, []
+        pipeline = self.client.pipeline(transaction=False)
+        for pending in batch:
+            pipeline.execute_command(*pending.command)
+        try:
+            answers = pipeline.execute(raise_on_error=False)
+        except Exception as error:  # the round trip failed: every caller in it gets why
+            answers = [error] * len(batch)
+        with self.lock:
+            successor = self.waiting[0] if self.waiting else None
+            self.sending = successor is not None
+        for pending, answer in zip(batch, answers):
+            pending.answer = answer
+            if pending is not mine:
+                pending.done.set()
+        if successor is not None:
+            successor.sends = True
+            successor.done.set()
 
 
 def parse_query(environ) -> dict[str, str]:

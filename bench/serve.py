@@ -22,7 +22,12 @@ from typing import Any, Callable
 
 from memflask import create_app
 
-from .references import bare_redis_app, bare_wsgi_app, minimal_flask_app
+from .references import (
+    bare_redis_app,
+    bare_redis_pipelined_app,
+    bare_wsgi_app,
+    minimal_flask_app,
+)
 
 SERVERS = ("waitress", "granian")
 
@@ -37,8 +42,11 @@ APPS: dict[str, Callable[[], Any]] = {
     "flask-minimal": minimal_flask_app,
     "bare-wsgi": bare_wsgi_app,
 }
-# The Redis section's own reference, on the Redis at MEMFLASK_STORE_URL (bench/redis_bench.py).
-REDIS_APPS: dict[str, Callable[[], Any]] = {"bare-wsgi-redis": bare_redis_app}
+# The Redis section's own references, on the Redis at MEMFLASK_STORE_URL (bench/redis_bench.py).
+REDIS_APPS: dict[str, Callable[[], Any]] = {
+    "bare-wsgi-redis": bare_redis_app,
+    "bare-wsgi-redis-pipelined": bare_redis_pipelined_app,
+}
 
 
 def memflask_settings() -> Any:

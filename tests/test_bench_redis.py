@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 
 import pytest
 import redis
@@ -15,6 +16,7 @@ from bench import serve
 from bench.http_bench import LocalServer, Measure, scenarios
 from bench.redis_bench import (
     BARE_DICT,
+    BARE_PIPELINED,
     BARE_REDIS,
     LAYOUTS,
     MEMORY,
@@ -27,12 +29,13 @@ from bench.redis_bench import (
     RedisServer,
     ceiling_rows,
     measure_redis,
+    pipelined_rows,
     plan,
     print_section,
     redis_rows,
     total,
 )
-from bench.references import bare_redis_app
+from bench.references import AutoPipeline, bare_redis_app, bare_redis_pipelined_app
 from bench.targets import REDIS_GOALS, redis_verdicts
 
 needs_redis_server = pytest.mark.skipif(
@@ -54,9 +57,10 @@ def test_the_redis_section_plans_the_issue_s_figures():
 
 
 def test_every_layout_runs_on_every_server_and_two_workers_only_on_granian():
+    references = (BARE_DICT, BARE_REDIS, BARE_PIPELINED)
     assert plan(("waitress", "granian")) == [
-        *(("waitress", layout) for layout in (MEMORY, ONE, TWO, BARE_DICT, BARE_REDIS)),
-        *(("granian", layout) for layout in (MEMORY, ONE, TWO, WORKERS, BARE_DICT, BARE_REDIS)),
+        *(("waitress", layout) for layout in (MEMORY, ONE, TWO, *references)),
+        *(("granian", layout) for layout in (MEMORY, ONE, TWO, WORKERS, *references)),
     ]
     assert plan(("waitress",)) == [("waitress", layout) for layout in LAYOUTS if layout != WORKERS]
 
@@ -68,9 +72,10 @@ def test_each_layout_runs_the_apps_it_compares():
     # Two processes: the one-process figure's, and a second started beside it.
     assert LAYOUTS[TWO] == (on_redis, Process("memflask", "redis", copy=2))
     assert LAYOUTS[WORKERS] == (Process("memflask", "redis", workers=2),)
-    # The references: the bare callable of the HTTP section, and its Redis twin.
+    # The references: the bare callable of the HTTP section, and its Redis twins.
     assert LAYOUTS[BARE_DICT] == (Process("bare-wsgi", "memory"),)
     assert LAYOUTS[BARE_REDIS] == (Process("bare-wsgi-redis", "redis"),)
+    assert LAYOUTS[BARE_PIPELINED] == (Process("bare-wsgi-redis-pipelined", "redis"),)
     for processes in LAYOUTS.values():
         assert all(process.app in {**serve.APPS, **serve.REDIS_APPS} for process in processes)
 
@@ -85,9 +90,16 @@ def test_two_granian_workers_differ_from_one_only_in_the_count():
         serve.command("waitress", "memflask", 8123, workers=2)
 
 
-def test_the_redis_reference_is_served_as_every_other_app():
-    command = serve.command("granian", "bare-wsgi-redis", 8123)
-    assert command[-1] == "bench.references:bare_redis_app"
+@pytest.mark.parametrize(
+    "app, factory",
+    [
+        ("bare-wsgi-redis", "bare_redis_app"),
+        ("bare-wsgi-redis-pipelined", "bare_redis_pipelined_app"),
+    ],
+)
+def test_the_redis_references_are_served_as_every_other_app(app, factory):
+    command = serve.command("granian", app, 8123)
+    assert command[-1] == f"bench.references:{factory}"
     # The same settings as memflask on Redis: THREADS blocking threads, since it waits.
     on_redis = serve.command("granian", "memflask", 8123, store_url="redis://127.0.0.1:1/0")
     assert command[:-1] == on_redis[:-1]
@@ -126,6 +138,7 @@ FIGURES = {
     WORKERS: 840.0,
     BARE_DICT: 1250.0,
     BARE_REDIS: 800.0,
+    BARE_PIPELINED: 900.0,
 }
 
 
@@ -161,10 +174,28 @@ def test_the_ceiling_table_sets_the_bare_callable_s_cost_of_redis_beside_memflas
     assert get_row[4:] == ("0.64", "0.70", "0.80", "0.80", "0.88")
 
 
+def test_the_pipelined_table_sets_the_other_client_shape_beside_one_call_each():
+    rows = pipelined_rows(measured(FIGURES))
+    assert rows[0][2:] == (
+        "bare WSGI, Redis",
+        "bare WSGI, Redis pipelined",
+        "pipelined / one call each",
+        "pipelined / memflask, memory",
+        "target",
+    )
+    get_row, set_row = rows[1], rows[2]
+    assert get_row[:2] == ("/get hit", "waitress") and set_row[:2] == ("/set", "waitress")
+    assert get_row[2].startswith("800/s") and get_row[3].startswith("900/s")
+    # 900 / 800; 900 / 1000; the target memflask's Redis / memory is judged against
+    assert get_row[4:] == ("1.12", "0.90", "0.6")
+    assert set_row[6] == "0.5"
+
+
 @needs_redis_server
-def test_the_redis_reference_makes_one_redis_call_per_request(bench_redis, monkeypatch):
+@pytest.mark.parametrize("make", [bare_redis_app, bare_redis_pipelined_app])
+def test_the_redis_references_make_one_redis_call_per_request(bench_redis, monkeypatch, make):
     monkeypatch.setenv("MEMFLASK_STORE_URL", bench_redis.url)
-    client = Client(bare_redis_app())
+    client = Client(make())
     direct = redis.Redis.from_url(bench_redis.url)
     try:
         assert client.get("/get?key=reference-key").status_code == 404
@@ -179,6 +210,49 @@ def test_the_redis_reference_makes_one_redis_call_per_request(bench_redis, monke
     finally:
         direct.delete("reference-key")
         direct.close()
+
+
+@needs_redis_server
+def test_pipelined_calls_from_many_threads_each_get_their_own_answer(bench_redis):
+    client = redis.Redis.from_url(bench_redis.url)
+    pipelined = AutoPipeline(client)
+    answers: dict[int, list] = {}
+
+    def work(thread: int) -> None:
+        for number in range(200):
+            pipelined.call("SET", f"pipelined:{thread}:{number}", f"{thread}-{number}")
+        answers[thread] = [pipelined.call("GET", f"pipelined:{thread}:{n}") for n in range(200)]
+
+    threads = [threading.Thread(target=work, args=(thread,)) for thread in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert not any(thread.is_alive() for thread in threads)
+        for thread in range(8):
+            assert answers[thread] == [f"{thread}-{n}".encode() for n in range(200)]
+        # An error is the caller's own; the round trip goes on for the others.
+        with pytest.raises(redis.ResponseError):
+            pipelined.call("INCR", "pipelined:0:0")
+        assert pipelined.call("GET", "pipelined:0:1") == b"0-1"
+        assert not pipelined.sending and not pipelined.waiting
+    finally:
+        client.delete(*(f"pipelined:{t}:{n}" for t in range(8) for n in range(200)))
+        client.close()
+
+
+@needs_redis_server
+def test_a_failed_round_trip_reaches_its_caller_and_frees_the_turn():
+    store = RedisServer(shutil.which("redis-server"))
+    client = redis.Redis.from_url(store.url, socket_timeout=2)
+    pipelined = AutoPipeline(client)
+    assert pipelined.call("SET", "k", "v") is True
+    store.stop()
+    with pytest.raises(redis.ConnectionError):
+        pipelined.call("GET", "k")
+    assert not pipelined.sending and not pipelined.waiting
+    client.close()
 
 
 @needs_redis_server
