@@ -73,6 +73,10 @@ def create_app(
     )
     app.extensions["memflask"] = state
 
+    logs_requests = app.config["APP_ENV"] != "production"
+    if logs_requests:
+        # Before the blueprints' hooks, so that a request their guard refuses is timed too.
+        app.before_request(_start_clock)
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)
     app.register_error_handler(Refusal, api.refusal)
@@ -82,10 +86,8 @@ def create_app(
     # basicConfig, and two handlers would print every line twice.
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     serve.drop_werkzeug_request_lines()  # flask run: memflask's line, not a second one
-    logs_requests = app.config["APP_ENV"] != "production"
     if logs_requests:
         app.logger.setLevel(logging.INFO)
-        app.before_request(_start_clock)
         app.after_request(_log_request)
     if app.config["HOT_PATH"]:
         app.wsgi_app = HotPath(app.wsgi_app, state, app.logger, log=logs_requests)  # type: ignore[method-assign]
@@ -118,6 +120,7 @@ def _start_clock() -> None:
 def _log_request(response: Response) -> Response:
     """One line per request, as the original printed (off when APP_ENV=production)."""
     environ = request.environ
-    seconds = time.perf_counter() - environ.get("memflask.started", time.perf_counter())
+    now = time.perf_counter()
+    seconds = now - environ.get("memflask.started", now)
     log_request(current_app.logger, environ, response.status_code, seconds)
     return response

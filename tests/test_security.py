@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -81,6 +82,22 @@ def test_the_token_never_reaches_the_log(clock, caplog):
         client.get("/get?key=k", headers={"Authorization": f"Bearer {TOKEN}-wrong"})
     assert caplog.records, "requests should be logged"
     assert TOKEN not in caplog.text
+
+
+def test_a_refused_request_is_logged_with_its_real_duration(clock, caplog):
+    app = create_app({"APP_ENV": "", "TOKEN": TOKEN, "CLOCK": clock, "HOT_PATH": False})
+    client = app.test_client()
+    with caplog.at_level(logging.INFO, logger="memflask"):
+        client.get("/healthz", headers={"Host": "evil.example", **BEARER})  # the Host guard
+        client.get("/metrics")  # no token
+        client.get("/healthz", headers=BEARER)
+    lines = [record.getMessage() for record in caplog.records]
+    # The clock starts before the guards run: never a negative duration for a refusal.
+    assert [re.sub(r" \d+\.\d\dms$", " <ms>", line) for line in lines] == [
+        "GET /healthz 403 <ms>",
+        "GET /metrics 401 <ms>",
+        "GET /healthz 200 <ms>",
+    ]
 
 
 # -- cross-site writes ------------------------------------------------------------------------
