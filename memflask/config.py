@@ -6,8 +6,8 @@ import os
 import sys
 from typing import IO, Any, Mapping, NoReturn, Optional
 
-import click
 from flask import Config
+from flask.cli import NoAppException
 
 MIB = 1024 * 1024
 
@@ -69,18 +69,21 @@ BODY_BYTES_PER_VALUE_BYTE = 6
 BODY_OVERHEAD_BYTES = 64 * 1024
 
 
-class ConfigError(ValueError, click.ClickException):
+class ConfigError(ValueError, NoAppException):
     """A setting that memflask cannot start with; the message names it.
 
-    A ValueError to library callers and tests. A click exception too, so that a click
+    A ValueError to library callers and tests. A click usage error too, so that a click
     command meeting one (`flask run`, which re-raises what the app factory raised, and
-    `memflask serve`) says it in one line and exits 2, as a usage error does.
+    `memflask serve`) says it in one line and exits 2; Flask's own kind of it (the app
+    could not be loaded), so that `flask --app memflask --help`, which loads the app to
+    list its commands, prints "Error: <the message>" above the help instead of a
+    traceback.
     """
 
     exit_code = 2
 
     def __init__(self, message: str):
-        click.ClickException.__init__(self, message)
+        NoAppException.__init__(self, message)
 
     def line(self) -> str:
         """`memflask: bad setting: SIZE must be a whole number ..., got 'abc'`."""

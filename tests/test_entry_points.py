@@ -88,6 +88,25 @@ def test_a_bad_setting_is_one_line_and_exit_2(entry, variable, value, name):
     assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
+def test_flask_help_lists_its_commands_under_one_error_line_for_a_bad_setting():
+    """`flask --app memflask --help` loads the app to list its commands: a bad setting is
+    an "Error:" line above the help, as Flask says an app it cannot load, not a traceback.
+    (`--app wsgi` stops at the import with the one line and exit 2 of every entry point.)"""
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "memflask", "--help"],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", ""), "SIZE": "abc"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    error = "Error: SIZE must be a whole number from 0 to 9223372036854775807, got 'abc'"
+    assert result.stderr.splitlines()[0] == error, result.stderr
+    assert "run " in result.stdout and "routes " in result.stdout  # the help still lists them
+
+
 @needs_granian
 def test_granians_own_command_says_a_bad_setting_in_one_line():
     """granian's worker imports wsgi.py and exits 2 with the line; granian itself then
