@@ -256,10 +256,9 @@ def ceiling_rows(result: RedisResult) -> list[tuple[str, ...]]:
     for scenario in REDIS_SCENARIOS:
         for server in result.servers:
             cells = [scenario, server]
-            cells += [
-                rate(result.measures[(scenario, server, kind)]) for kind in (BARE_DICT, BARE_REDIS)
-            ]
-            cells += [f"{ratio(result, scenario, server, *pair):.2f}" for pair in CEILING_RATIOS]
+            cells += rates_and_ratios(
+                result, scenario, server, (BARE_DICT, BARE_REDIS), CEILING_RATIOS
+            )
             rows.append(tuple(cells))
     return rows
 
@@ -274,14 +273,24 @@ def pipelined_rows(result: RedisResult) -> list[tuple[str, ...]]:
     for scenario in REDIS_SCENARIOS:
         for server in result.servers:
             cells = [scenario, server]
-            cells += [
-                rate(result.measures[(scenario, server, kind)])
-                for kind in (BARE_REDIS, BARE_PIPELINED)
-            ]
-            cells += [f"{ratio(result, scenario, server, *pair):.2f}" for pair in PIPELINED_RATIOS]
+            rated = (BARE_REDIS, BARE_PIPELINED)
+            cells += rates_and_ratios(result, scenario, server, rated, PIPELINED_RATIOS)
             cells.append(f"{REDIS_GOALS[scenario]:g}")
             rows.append(tuple(cells))
     return rows
+
+
+def rates_and_ratios(
+    result: RedisResult,
+    scenario: str,
+    server: str,
+    layouts: tuple[str, ...],
+    pairs: tuple[tuple[str, str], ...],
+) -> list[str]:
+    """The cells of a reference table's row: each layout's req/s (p50/p99), then each
+    pair's ratio, for `scenario` on `server`."""
+    cells = [rate(result.measures[(scenario, server, layout)]) for layout in layouts]
+    return cells + [f"{ratio(result, scenario, server, *pair):.2f}" for pair in pairs]
 
 
 def ratio(result: RedisResult, scenario: str, server: str, ours: str, theirs: str) -> float:
