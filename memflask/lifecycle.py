@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from . import snapshot
+from . import allocator, snapshot
 from .store import MemoryStore, Store
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ class Lifecycle:
             if self._started:
                 return
             self._started = True
+            # Process-wide and idempotent: set before the server's threads make their arenas.
+            allocator.return_freed_memory()
             if self.snapshot_path is not None and isinstance(self.store, MemoryStore):
                 self.restored = snapshot.load(
                     self.store,
