@@ -9,6 +9,10 @@ For asyncio apps (FastAPI, Starlette, aiohttp servers): one client per app, shar
 every task. Connections are pooled and kept alive (httpx, the `memflask[aio]` extra); a
 task waits for a free connection when all `max_connections` are busy. Refusals raise the
 same MemflaskError subclasses as the sync client, built by the same function.
+
+`timeout` is a deadline for the whole call, as in the sync client: waiting for a pooled
+connection, connecting, sending and reading the whole answer (MemflaskTimeout after it).
+An answer over `max_answer_bytes` is refused (MemflaskAnswerTooLarge), not read whole.
 """
 
 from __future__ import annotations
@@ -16,9 +20,19 @@ from __future__ import annotations
 import json
 from typing import Any, AsyncIterator, Iterable, Mapping, Optional, Union
 
+import anyio
 import httpx
 
-from .client import MemflaskConnectionError, Value, _error, _request
+from .client import (
+    DEFAULT_MAX_ANSWER_BYTES,
+    AnswerBody,
+    MemflaskConnectionError,
+    MemflaskTimeout,
+    Value,
+    _error,
+    _request,
+    check_answer_head,
+)
 
 __all__ = ["AsyncClient"]
 
@@ -30,16 +44,23 @@ class AsyncClient:
         self,
         url: str = "http://127.0.0.1:8000",
         token: Optional[str] = None,
-        timeout: float = 5.0,
+        timeout: Optional[float] = 5.0,
         max_connections: int = 10,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ):
+        """`timeout`: seconds one call may take in all (None: no limit);
+        `max_answer_bytes`: the largest answer body read."""
         self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.max_answer_bytes = max_answer_bytes
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # The body as sent: a compressed one's decoded size is unknown until decoded.
+        headers["Accept-Encoding"] = "identity"
         self._http = httpx.AsyncClient(
             base_url=self.url,
             headers=headers,
-            # Connecting, sending, reading and waiting for a free pooled connection are
-            # each bounded by `timeout`: a burst queues, a stuck server is an error.
+            # httpx bounds each step (a pool wait, a connect, one read); _call bounds
+            # their sum: a burst queues, a stuck or trickling server is an error.
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
@@ -206,11 +227,27 @@ class AsyncClient:
         """
         body, headers = _request(fields, json_body, prefer_value, if_present)
         try:
-            response = await self._http.post(f"/{verb}", content=body, headers=headers)
+            # anyio's deadline cancels the whole call, on asyncio as on trio.
+            with anyio.fail_after(self.timeout):
+                request = self._http.stream("POST", f"/{verb}", content=body, headers=headers)
+                async with request as response:
+                    data = await self._read_body(response)
+        except (TimeoutError, httpx.TimeoutException) as error:
+            message = f"no complete answer from {self.url} within {self.timeout:g} s"
+            raise MemflaskTimeout(0, "timeout", message) from error
         except httpx.HTTPError as error:
-            # Timeouts, refused connections, a server gone mid-answer: no usable answer.
+            # Refused connections, a server gone mid-answer: no usable answer.
             message = str(error) or type(error).__name__
             raise MemflaskConnectionError(0, "connection_error", message) from error
         if response.status_code < 300 or response.status_code in allowed:
-            return response.status_code, response.content
-        raise _error(response.status_code, response.content)
+            return response.status_code, data
+        raise _error(response.status_code, data)
+
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        """The answer's body, read as it arrives and counted: over max_answer_bytes, it
+        is refused and the connection closed (leaving the stream unread closes it)."""
+        check_answer_head(response.status_code, response.headers, self.max_answer_bytes)
+        answer = AnswerBody(response.status_code, self.max_answer_bytes)
+        async for chunk in response.aiter_raw():
+            answer.add(chunk)
+        return answer.whole()

@@ -4,8 +4,13 @@
         "CACHE_TYPE": "memflask.caching.MemflaskCache",
         "CACHE_MEMFLASK_URL": "http://127.0.0.1:8000",
         "CACHE_MEMFLASK_TOKEN": None,          # when the server sets MEMFLASK_TOKEN
+        "CACHE_MEMFLASK_TIMEOUT": 5.0,         # seconds a call may take in all
         "CACHE_KEY_PREFIX": "myapp:",
     })
+
+CACHE_MEMFLASK_TIMEOUT is a network deadline (CACHE_DEFAULT_TIMEOUT is the expiry), and
+CACHE_MEMFLASK_MAX_ANSWER_BYTES the largest answer read: memflask.client.Client's
+`timeout` and `max_answer_bytes`.
 
 Importing this module imports cachelib and memflask.client, not Flask. The work is done
 by `CachelibMemflaskCache`, a cachelib cache usable without Flask
@@ -41,7 +46,7 @@ from typing import Any, Mapping, Optional
 from cachelib import BaseCache
 from cachelib.serializers import RedisSerializer
 
-from .client import Client, MemflaskError
+from .client import DEFAULT_MAX_ANSWER_BYTES, Client, MemflaskError
 
 # The longest key memflask takes by default (its MAX_KEY_BYTES), as memcached.
 MAX_KEY_BYTES = 250
@@ -50,6 +55,11 @@ HASHED_KEY_MARKER = "sha256:"
 HASHED_KEY_BYTES = len(HASHED_KEY_MARKER) + 64
 # Marks a stored value that is base64 of the serialiser's bytes (they were not text).
 BASE64_MARKER = "b64:"
+# Client options -> the Flask-Caching settings that give them.
+NETWORK_SETTINGS = {
+    "timeout": "CACHE_MEMFLASK_TIMEOUT",
+    "max_answer_bytes": "CACHE_MEMFLASK_MAX_ANSWER_BYTES",
+}
 
 
 class MemflaskSerializer(RedisSerializer):
@@ -73,16 +83,18 @@ class CachelibMemflaskCache(BaseCache):
         self,
         url: str = "http://127.0.0.1:8000",
         token: Optional[str] = None,
-        timeout: float = 5.0,
+        timeout: Optional[float] = 5.0,
         default_timeout: int = 300,
         key_prefix: Optional[str] = "",
         serializer: Any = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         **options: Any,
     ):
         # The base's own options (ignore_delete_many_errors, ...) go to the next class in
         # the MRO: cachelib's BaseCache here, Flask-Caching's BaseCache in MemflaskCache.
         super().__init__(default_timeout=default_timeout, **options)
-        self.client = Client(url, token=token, timeout=timeout)
+        # `timeout` bounds each call to the server; `default_timeout` is the expiry.
+        self.client = Client(url, token=token, timeout=timeout, max_answer_bytes=max_answer_bytes)
         self.key_prefix = key_prefix or ""  # None, as cachelib's backends accept it
         if len(self.key_prefix.encode()) > MAX_KEY_BYTES - HASHED_KEY_BYTES:
             raise ValueError(
@@ -243,6 +255,10 @@ def _flask_caching_backend() -> type:
                 token=config.get("CACHE_MEMFLASK_TOKEN"),
                 key_prefix=config.get("CACHE_KEY_PREFIX"),
             )
+            # Set only when given, so CACHE_OPTIONS' "timeout" still works as before.
+            for option, setting in NETWORK_SETTINGS.items():
+                if setting in config:
+                    kwargs[option] = config[setting]
             return cls(*args, **kwargs)
 
     return MemflaskCache

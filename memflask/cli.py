@@ -9,14 +9,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import click
 
 from . import __version__
 from .app import create_app
-from .client import Client, MemflaskError
+from .client import DEFAULT_MAX_ANSWER_BYTES, Client, MemflaskError
 from .config import DEFAULTS, INTEGER_SETTINGS
 from .serve import CannotListen
 from .serve import serve as serve_app
@@ -94,12 +94,20 @@ def _serve_with_granian(overrides: dict[str, Any], workers: int) -> None:
 
 
 def _client_options(command: Callable) -> Callable:
+    """--url, --token, --timeout and --max-answer-bytes: the command's Client(**options)."""
+    command = click.option(
+        "--max-answer-bytes",
+        type=click.IntRange(min=1),
+        default=DEFAULT_MAX_ANSWER_BYTES,
+        show_default=True,
+        help="The largest answer read; a larger one is refused (exit 4).",
+    )(command)
     command = click.option(
         "--timeout",
         type=click.FloatRange(min=0, min_open=True),
         default=5.0,
         show_default=True,
-        help="Seconds to wait for the server.",
+        help="Seconds the whole call may take, connecting to the answer's last byte.",
     )(command)
     command = click.option(
         "--token", envvar="MEMFLASK_TOKEN", default=None, help="Bearer token [env: MEMFLASK_TOKEN]."
@@ -123,9 +131,10 @@ def _check_url(context: click.Context, parameter: click.Parameter, url: str) -> 
     return url
 
 
-def _talk(url: str, token: Optional[str], timeout: float, action: Callable[[Client], Any]) -> Any:
-    """Run `action` with a client; turn refusals into the documented exit codes."""
-    with Client(url, token=token, timeout=timeout) as client:
+def _talk(options: dict[str, Any], action: Callable[[Client], Any]) -> Any:
+    """Run `action` with a Client(**options); turn refusals into the documented exit codes:
+    a 4xx is refused (3); no answer, a late, cut or oversized one is unavailable (4)."""
+    with Client(**options) as client:
         try:
             return action(client)
         except MemflaskError as error:
@@ -136,9 +145,9 @@ def _talk(url: str, token: Optional[str], timeout: float, action: Callable[[Clie
 @main.command()
 @click.argument("key")
 @_client_options
-def get(key: str, url: str, token: Optional[str], timeout: float) -> None:
+def get(key: str, **options: Any) -> None:
     """Print the value of KEY; exit 1 when it is absent."""
-    value = _talk(url, token, timeout, lambda client: client.get(key))
+    value = _talk(options, lambda client: client.get(key))
     if value is None:
         sys.exit(ABSENT)
     click.echo(value)
@@ -149,66 +158,66 @@ def get(key: str, url: str, token: Optional[str], timeout: float) -> None:
 @click.argument("value")
 @click.option("--expire", type=int, default=0, help="Seconds from now; 0: never.")
 @_client_options
-def set_(key: str, value: str, expire: int, url: str, token: Optional[str], timeout: float) -> None:
+def set_(key: str, value: str, expire: int, **options: Any) -> None:
     """Store VALUE under KEY."""
-    _talk(url, token, timeout, lambda client: client.set(key, value, expire=expire))
+    _talk(options, lambda client: client.set(key, value, expire=expire))
 
 
 @main.command()
 @click.argument("key")
 @_client_options
-def delete(key: str, url: str, token: Optional[str], timeout: float) -> None:
+def delete(key: str, **options: Any) -> None:
     """Remove KEY."""
-    _talk(url, token, timeout, lambda client: client.delete(key))
+    _talk(options, lambda client: client.delete(key))
 
 
 @main.command()
 @click.argument("key")
 @click.argument("amount", type=int, default=1)
 @_client_options
-def incr(key: str, amount: int, url: str, token: Optional[str], timeout: float) -> None:
+def incr(key: str, amount: int, **options: Any) -> None:
     """Add AMOUNT (default 1) to KEY's integer and print the result."""
-    click.echo(_talk(url, token, timeout, lambda client: client.incr(key, amount)))
+    click.echo(_talk(options, lambda client: client.incr(key, amount)))
 
 
 @main.command()
 @click.argument("key")
 @click.argument("amount", type=int, default=1)
 @_client_options
-def decr(key: str, amount: int, url: str, token: Optional[str], timeout: float) -> None:
+def decr(key: str, amount: int, **options: Any) -> None:
     """Subtract AMOUNT (default 1) from KEY's integer and print the result."""
-    click.echo(_talk(url, token, timeout, lambda client: client.decr(key, amount)))
+    click.echo(_talk(options, lambda client: client.decr(key, amount)))
 
 
 @main.command()
 @_client_options
-def stats(url: str, token: Optional[str], timeout: float) -> None:
+def stats(**options: Any) -> None:
     """Print the server's statistics as JSON."""
-    click.echo(json.dumps(_talk(url, token, timeout, lambda client: client.stats()), indent=2))
+    click.echo(json.dumps(_talk(options, lambda client: client.stats()), indent=2))
 
 
 @main.command()
 @click.option("--prefix", default="", help="Only keys that start with this; prints how many.")
 @_client_options
-def flush(prefix: str, url: str, token: Optional[str], timeout: float) -> None:
+def flush(prefix: str, **options: Any) -> None:
     """Remove every key, or with --prefix only the keys that start with it."""
     if prefix:
-        click.echo(_talk(url, token, timeout, lambda client: client.delete_prefix(prefix)))
+        click.echo(_talk(options, lambda client: client.delete_prefix(prefix)))
     else:
-        _talk(url, token, timeout, lambda client: client.flush_all())
+        _talk(options, lambda client: client.flush_all())
 
 
 @main.command()
 @click.option("--prefix", default="", help="Only keys that start with this.")
 @_client_options
-def keys(prefix: str, url: str, token: Optional[str], timeout: float) -> None:
+def keys(prefix: str, **options: Any) -> None:
     """Print the keys (that start with --prefix), one a line, following the cursor."""
 
     def print_keys(client: Client) -> None:
         for key in client.iter_keys(prefix, limit=1000):
             click.echo(key)
 
-    _talk(url, token, timeout, print_keys)
+    _talk(options, print_keys)
 
 
 if __name__ == "__main__":

@@ -6,17 +6,36 @@
     cache.get("greeting")                       # "hello", or None when absent
 
 Connections are kept alive and pooled (urllib3). Refusals raise a typed MemflaskError.
+
+`timeout` is a deadline for the whole call: connecting, sending, the answer's header
+block and its body. An answer over `max_answer_bytes` is refused (MemflaskAnswerTooLarge)
+as soon as its Content-Length, or its count while reading, passes the limit.
 """
 
 from __future__ import annotations
 
+import contextvars
+import http.client
+import io
 import json
+import socket
+import time
 from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 from urllib.parse import urlencode
 
 import urllib3
+import urllib3.connection
 
 Value = Union[str, int]
+
+MIB = 1024 * 1024
+# The largest answer a client reads by default. A server with its default settings
+# answers at most MAX_VALUE_BYTES (1 MiB) for /get and at most its answer budget
+# (MAX_ANSWER_BYTES) for /mget, /batch and /keys; 64 MiB is above both, so only a broken
+# or hostile server (or one whose limits were raised: raise this too) meets it.
+DEFAULT_MAX_ANSWER_BYTES = 64 * MIB
+# How much of an answer's body one read asks for.
+READ_CHUNK_BYTES = 64 * 1024
 
 
 class MemflaskError(Exception):
@@ -54,7 +73,15 @@ class MemflaskServerError(MemflaskError):
 
 
 class MemflaskConnectionError(MemflaskError):
-    """No answer: the server is down, unreachable or too slow."""
+    """No usable answer: the server is down, unreachable, too slow, or its answer is cut."""
+
+
+class MemflaskTimeout(MemflaskConnectionError):
+    """No complete answer before the call's deadline (`timeout` seconds)."""
+
+
+class MemflaskAnswerTooLarge(MemflaskError):
+    """The answer is over the client's `max_answer_bytes`: refused, not read whole."""
 
 
 _ERRORS = {
@@ -73,10 +100,15 @@ class Client:
         self,
         url: str = "http://127.0.0.1:8000",
         token: Optional[str] = None,
-        timeout: float = 5.0,
+        timeout: Optional[float] = 5.0,
         max_connections: int = 10,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ):
+        """`timeout`: seconds one call may take in all (None: no limit);
+        `max_answer_bytes`: the largest answer body read."""
         self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.max_answer_bytes = max_answer_bytes
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._pool = urllib3.connection_from_url(
             self.url,
@@ -85,6 +117,8 @@ class Client:
             timeout=urllib3.Timeout(total=timeout),
             retries=False,
         )
+        # Connections that send and read within each call's deadline (see _DeadlineReader).
+        self._pool.ConnectionCls = _DEADLINE_CONNECTIONS[self._pool.scheme]
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -238,15 +272,54 @@ class Client:
         (412 otherwise).
         """
         body, headers = _request(fields, json_body, prefer_value, if_present)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        # The deadline reaches the connection urllib3 picks (its sends and its answer's
+        # reader) through this context variable; the reader keeps it for the body.
+        deadline_token = _DEADLINE.set(deadline)
         try:
-            response = self._pool.request(
-                "POST", f"/{verb}", body=body, headers={**self._headers, **headers}
+            response = self._pool.urlopen(
+                "POST",
+                f"/{verb}",
+                body=body,
+                headers={**self._headers, **headers},
+                preload_content=False,
+                decode_content=False,
             )
+            data = self._read_body(response)
         except urllib3.exceptions.HTTPError as error:
-            raise MemflaskConnectionError(0, "connection_error", str(error)) from error
+            raise self._no_answer(error, deadline) from error
+        finally:
+            _DEADLINE.reset(deadline_token)
         if response.status < 300 or response.status in allowed:
-            return response.status, response.data
-        raise _error(response.status, response.data)
+            return response.status, data
+        raise _error(response.status, data)
+
+    def _read_body(self, response: urllib3.BaseHTTPResponse) -> bytes:
+        """The answer's body, read in chunks and counted: over max_answer_bytes, refused
+        (the connection is closed, not drained). A cut body raises urllib3's ProtocolError."""
+        try:
+            check_answer_head(response.status, response.headers, self.max_answer_bytes)
+            body = AnswerBody(response.status, self.max_answer_bytes)
+            while True:
+                chunk = response.read(READ_CHUNK_BYTES, decode_content=False)
+                if not chunk:
+                    return body.whole()
+                body.add(chunk)
+        except MemflaskError:
+            response.close()  # the rest of the answer stays unread: not for the next call
+            raise
+        finally:
+            response.release_conn()  # back to the pool (a closed one reconnects)
+
+    def _no_answer(
+        self, error: urllib3.exceptions.HTTPError, deadline: Optional[float]
+    ) -> MemflaskConnectionError:
+        # Decided by the clock: urllib3 reports a send that ran out of time as a
+        # ProtocolError, and a read that did as a ReadTimeoutError.
+        if deadline is not None and time.monotonic() >= deadline:
+            message = f"no complete answer from {self.url} within {self.timeout:g} s"
+            return MemflaskTimeout(0, "timeout", message)
+        return MemflaskConnectionError(0, "connection_error", str(error))
 
 
 def _request(
@@ -277,3 +350,124 @@ def _error(status: int, body: bytes) -> MemflaskError:
         code, message = "unreadable_answer", body[:200].decode("utf-8", "replace")
     kind = _ERRORS.get(status, MemflaskServerError if status >= 500 else MemflaskError)
     return kind(status, code, message)
+
+
+def check_answer_head(status: int, headers: Mapping[str, str], limit: int) -> None:
+    """Refuse an answer before its body: one announced over `limit` bytes, or one in a
+    Content-Encoding not asked for (its decoded size is unknown until decoded)."""
+    encoding = headers.get("Content-Encoding", "identity")
+    if encoding.lower() != "identity":
+        raise MemflaskServerError(status, "unreadable_answer", f"Content-Encoding {encoding!r}")
+    length = headers.get("Content-Length", "")
+    # Past 18 digits it is over any limit (and int() of thousands of digits is refused).
+    if length.isascii() and length.isdigit() and (len(length) > 18 or int(length) > limit):
+        raise _answer_too_large(status, limit)
+
+
+class AnswerBody:
+    """An answer's body as its chunks arrive, refused as soon as it passes `limit` bytes."""
+
+    def __init__(self, status: int, limit: int):
+        self.status = status
+        self.limit = limit
+        self.size = 0
+        self._chunks: list[bytes] = []
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise _answer_too_large(self.status, self.limit)
+        self._chunks.append(chunk)
+
+    def whole(self) -> bytes:
+        return b"".join(self._chunks)
+
+
+def _answer_too_large(status: int, limit: int) -> MemflaskAnswerTooLarge:
+    message = f"the answer is over max_answer_bytes ({limit:,} bytes); not read"
+    return MemflaskAnswerTooLarge(status, "answer_too_large", message)
+
+
+# -- deadlines on urllib3's connections ---------------------------------------------------
+
+# The deadline (time.monotonic()) of the call this thread is making, or None. urllib3
+# picks the pooled connection itself, so the call hands its deadline over here.
+_DEADLINE: contextvars.ContextVar[Optional[float]] = contextvars.ContextVar(
+    "memflask_client_deadline", default=None
+)
+
+
+def _time_left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise socket.timeout("the call's deadline has passed")
+    return left
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket as http.client reads an answer, each read bounded by the time left.
+
+    A socket timeout bounds one read only: a server sending a byte before each timeout
+    would hold a call for ever, in the header block or in the body. Here every read waits
+    for what is left of the call's deadline and no more. The reader also notes the end of
+    the stream, which http.client takes for the end of a header block cut short.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: Optional[float]):
+        super().__init__()
+        self._sock = sock
+        self._raw = sock.makefile("rb", buffering=0)
+        self._deadline = deadline
+        self.ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> Optional[int]:
+        if self._deadline is not None:
+            self._sock.settimeout(_time_left(self._deadline))
+        count = self._raw.readinto(buffer)
+        self.ended = self.ended or count == 0
+        return count
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """http.client's answer, read through a _DeadlineReader with the call's deadline."""
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any):
+        super().__init__(sock, *args, **kwargs)
+        self.fp.close()  # http.client's own reader, not read from yet
+        self._reader = _DeadlineReader(sock, _DEADLINE.get())
+        self.fp = io.BufferedReader(self._reader)
+
+    def begin(self) -> None:
+        super().begin()
+        if self._reader.ended:  # http.client would serve what came as a whole answer
+            raise http.client.RemoteDisconnected("the answer's header block was cut short")
+
+
+class _DeadlineSending:
+    """A connection whose sends wait only for what is left of the call's deadline."""
+
+    response_class = _DeadlineResponse
+
+    def send(self, data: Any) -> None:
+        deadline = _DEADLINE.get()
+        if deadline is not None and self.sock is not None:  # type: ignore[attr-defined]
+            self.sock.settimeout(_time_left(deadline))  # type: ignore[attr-defined]
+        super().send(data)  # type: ignore[misc]
+
+
+class _DeadlineHTTPConnection(_DeadlineSending, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_DeadlineSending, urllib3.connection.HTTPSConnection):
+    pass
+
+
+_DEADLINE_CONNECTIONS = {"http": _DeadlineHTTPConnection, "https": _DeadlineHTTPSConnection}

@@ -4,10 +4,14 @@
         "default": {
             "BACKEND": "memflask.django.MemflaskCache",
             "LOCATION": "http://127.0.0.1:8000",
-            "OPTIONS": {"token": "..."},  # to memflask.client.Client: token, timeout...
+            "OPTIONS": {"token": "...", "timeout": 5.0},  # memflask.client.Client's
             "KEY_PREFIX": "myapp",
         }
     }
+
+OPTIONS go to memflask.client.Client: `token`, `timeout` (seconds one call to the server
+may take in all, connecting to the last byte of the answer; TIMEOUT is the expiry),
+`max_answer_bytes` (the largest answer read), `max_connections`.
 
 Django's BaseCache contract holds: `timeout=None` never expires, `0` (or less) expires at
 once, `KEY_PREFIX`, `VERSION` and `KEY_FUNCTION` make the keys, `incr`/`decr` raise
@@ -69,7 +73,7 @@ class MemflaskCache(BaseCache):
         except TypeError as error:
             raise ImproperlyConfigured(
                 f"memflask.django.MemflaskCache: OPTIONS {sorted(options)} are not all "
-                "memflask.client.Client's (token, timeout, max_connections)"
+                "memflask.client.Client's (token, timeout, max_answer_bytes, max_connections)"
             ) from error
 
     # -- serialisation -------------------------------------------------------------------
