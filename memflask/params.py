@@ -28,7 +28,7 @@ from .errors import (
     ValueTooLarge,
 )
 from .headers import NO_CONDITIONS, Conditions
-from .store import utf8_len
+from .store import TtlDeadline, utf8_len
 
 if TYPE_CHECKING:
     from .commands.base import Context
@@ -221,11 +221,15 @@ class Expiry(NamedTuple):
         return self.at is not None or self.ttl is not None
 
     def resolve(self, now: float, current: Optional[Item] = None) -> Optional[float]:
-        """Return the absolute expiry (None: never); with none given, keep `current`'s."""
+        """Return the absolute expiry (None: never); with none given, keep `current`'s.
+
+        A ttl's is a TtlDeadline: the Item made with it expires by the monotonic clock,
+        and so does one made with a kept TtlItem's expiry.
+        """
         if self.at is not None:
             return float(self.at) if self.at else None
         if self.ttl is not None:
-            return now + self.ttl if self.ttl else None
+            return TtlDeadline(now + self.ttl) if self.ttl else None
         return current.expires_at if current is not None else None
 
 

@@ -23,10 +23,23 @@ from typing import (
 
 
 class Clock:
-    """Unix time in seconds, read from `time.time` at every call so freezegun can freeze it."""
+    """Unix time in seconds, read from `time.time` at every call so freezegun can freeze it.
+
+    `monotonic()` is the clock a relative `ttl` runs by: seconds that no step of the wall
+    clock moves (an injected clock without it is taken as never stepping).
+    """
 
     def __call__(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+# A change of (wall - monotonic) time at least this large is a step of the wall clock,
+# which the deadlines of relative ttls are moved by; a smaller one is read jitter or the
+# slow drift of a clock slewed apart from the other, and is left until it adds up to this.
+WALL_STEP_SECONDS = 1.0
 
 
 # The expiry of an item that never expires. The largest float rather than infinity, so an
@@ -37,7 +50,18 @@ NEVER = 1.7976931348623157e308
 _new_float = float.__new__
 
 
+class TtlDeadline(float):
+    """An expiry instant (Unix seconds) that a relative `ttl` gave: the item expires after
+    that many seconds of the monotonic clock, whatever the wall clock does. An Item made
+    with one is a TtlItem, whose store keeps its instant that many seconds from the wall
+    clock's now, moving it when the wall clock steps (as memcached keeps every expiry on
+    its own process clock). Arithmetic on it gives plain floats."""
+
+    __slots__ = ()
+
+
 class Item(float):
+    
     """One value with its absolute expiry (None: never).
 
     An Item *is* its expiry instant: it subclasses float, holding the expiry inside its own
@@ -55,7 +79,11 @@ class Item(float):
     version: int
 
     def __new__(cls, value: str, expires_at: Optional[float] = None) -> Item:
-        item = _new_float(cls, NEVER if expires_at is None else expires_at)
+        if expires_at is None:
+            item = _new_float(cls, NEVER)
+        else:
+            # A ttl's deadline makes a TtlItem (TtlItem(...) is one whatever it is given).
+            item = _new_float(TtlItem if expires_at.__class__ is TtlDeadline else cls, expires_at)
         item.value = value
         item.version = 0
         return item
@@ -74,8 +102,24 @@ class Item(float):
         return f"Item({self.value!r}, expires_at={self.expires_at!r}, version={self.version})"
 
 
+class TtlItem(Item):
+    """An Item whose expiry a relative `ttl` gave: it expires by the monotonic clock.
+
+    Its instant is the wall-clock time it expires at *now*: the store moves it when the wall
+    clock steps (MemoryStore._follow_wall_steps). `expires_at` is a TtlDeadline, so an
+    Item made from it (a write that keeps the expiry) is a TtlItem too.
+    """
+
+    __slots__ = ()
+
+    @property
+    def expires_at(self) -> Optional[float]:
+        return None if self == NEVER else TtlDeadline(self)
+
+
 class Delete:
     """A change that removes the key."""
+
 
 
 DELETE = Delete()
@@ -307,6 +351,14 @@ class MemoryStore(Store):
         # None for the real time: the hot paths then call time.time() directly (looked up
         # at each call, so freezegun still freezes it), saving a call through Clock.
         self._injected_clock = clock
+        # The injected clock's monotonic time (None: time.monotonic, looked up at each call);
+        # an injected clock without one is its own: it never steps.
+        self._injected_monotonic = (
+            None if clock is None else getattr(clock, "monotonic", None) or clock
+        )
+        # Wall minus monotonic time when TtlItems were last in step with the wall clock;
+        # None while none was stored (the clock reads then skip the monotonic clock).
+        self._wall_offset: Optional[float] = None
         self._lock = threading.Lock()
         self._items: OrderedDict[str, Item] = OrderedDict()
         # /keys: each scan lists the matching keys once, at its start (see scan()).
@@ -354,13 +406,17 @@ class MemoryStore(Store):
             item = self._items.get(key)
             if item is not None:
                 # The clock is read only for an item that expires (an Item is its expiry).
-                if item == NEVER or item > (
-                    time.time() if self._injected_clock is None else self._injected_clock()
-                ):
-                    self._hits += 1
-                    self._items.move_to_end(key)
-                    return item
-                self._expire(key)
+                if item != NEVER:
+                    now = time.time() if self._injected_clock is None else self._injected_clock()
+                    if self._wall_offset is not None and self._follow_wall_steps(now):
+                        item = self._items[key]  # its expiry moved with the wall clock
+                    if item <= now:
+                        self._expire(key)
+                        self._misses += 1
+                        return None
+                self._hits += 1
+                self._items.move_to_end(key)
+                return item
             self._misses += 1
             return None
         finally:
@@ -390,6 +446,8 @@ class MemoryStore(Store):
         self._lock.acquire()  # not `with`: see get()
         try:
             now = time.time() if self._injected_clock is None else self._injected_clock()
+            if self._wall_offset is not None:
+                self._follow_wall_steps(now)
             items = self._items
             current = items.get(key)
             if current is not None and current <= now:
@@ -422,6 +480,7 @@ class MemoryStore(Store):
             self._items.clear()
             self._bytes = 0
             self._clear_expiry_index()
+            self._wall_offset = None
             self._changes += 1
 
     @property
@@ -518,7 +577,45 @@ class MemoryStore(Store):
     # -- internals, called with the lock held --------------------------------------------
 
     def _now(self) -> float:
-        return time.time() if self._injected_clock is None else self._injected_clock()
+        now = time.time() if self._injected_clock is None else self._injected_clock()
+        if self._wall_offset is not None:
+            self._follow_wall_steps(now)
+        return now
+
+    def _monotonic(self) -> float:
+        monotonic = self._injected_monotonic
+        return time.monotonic() if monotonic is None else monotonic()
+
+    def _follow_wall_steps(self, now: float) -> bool:
+        """Keep TtlItems' instants `now`-relative if the wall clock stepped; True if it did.
+
+        A relative ttl runs by the monotonic clock: when wall minus monotonic time moves by
+        a step, every TtlItem's instant moves by it too, so the seconds it has left stay.
+        One pass over the items: a step is rare, and the reads meanwhile stay O(1).
+        """
+        step = now - self._monotonic() - self._wall_offset
+        if -WALL_STEP_SECONDS < step < WALL_STEP_SECONDS:
+            return False
+        self._wall_offset += step
+        items = self._items
+        moved = [key for key, item in items.items() if item.__class__ is TtlItem and item < NEVER]
+        if not moved:
+            return False
+        for key in moved:
+            item = items[key]
+            items[key] = replacement = TtlItem(item.value, float(item) + step)
+            replacement.version = item.version
+        seconds_before = sum(1 for bucket in self._buckets.values() if bucket[0])
+        seconds_before += 1 if self._due_second is not None and self._due_bucket[0] else 0
+        self._rebuild_expiry_index()
+        self._bytes += (len(self._buckets) - seconds_before) * EXPIRY_SECOND_BYTES
+        self._changes += 1
+        return True
+
+    def _start_following_wall_steps(self, now: float) -> None:
+        """Note wall minus monotonic time now: the first TtlItem is being stored."""
+        self._wall_offset = now - self._monotonic()
+
 
     def _live(self, key: str, now: float) -> Optional[Item]:
         """Return the item under `key`, reclaiming it instead if it has expired."""
@@ -566,6 +663,8 @@ class MemoryStore(Store):
                 self._forget(key, items.pop(key))
             return item
         items[key] = item
+        if expiring and self._wall_offset is None and item.__class__ is TtlItem:
+            self._start_following_wall_steps(now)
         if current is None:
             self._bytes += size
             if expiring:

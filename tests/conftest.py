@@ -84,6 +84,8 @@ class FakeClock:
     def __init__(self, now: float = 1_700_000_000.0):
         self.follower: Optional[Callable[[float], None]] = None
         self.now = now
+        # How far the wall clock was stepped (step_wall) apart from the time that passed.
+        self.wall_steps = 0.0
 
     @property
     def now(self) -> float:
@@ -99,6 +101,15 @@ class FakeClock:
         return self._now
 
     def tick(self, seconds: float = 1.0) -> None:
+        self.now += seconds
+
+    def monotonic(self) -> float:
+        """Seconds that passed (tick, or `now` set), which no step of the wall clock moves."""
+        return self._now - self.wall_steps
+
+    def step_wall(self, seconds: float) -> None:
+        """Step the wall clock alone, as an administrator or NTP does; no time passes."""
+        self.wall_steps += seconds
         self.now += seconds
 
 
