@@ -51,6 +51,8 @@ def create_app(
         max_value_bytes=app.config["MAX_VALUE_BYTES"],
         max_batch=app.config["MAX_BATCH"],
         started=time.monotonic(),
+        max_answer_bytes=app.config["MAX_ANSWER_BYTES"],
+        max_scan_keys=app.config["MAX_SCAN_KEYS"],
     )
     if store is None:
         store = _make_store(app.config)

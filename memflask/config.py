@@ -21,6 +21,12 @@ DEFAULTS: dict[str, Any] = {
     "MAX_VALUE_BYTES": MIB,
     "MAX_BYTES": 64 * MIB,  # keys + values held, 0 = no cap
     "MAX_BATCH": 1000,  # commands per /batch, keys per /mget
+    # The largest /batch, /mget or /keys answer (JSON bytes): 16 MiB, room for two values of
+    # MAX_VALUE_BYTES at their worst JSON escaping (6 bytes a byte), or 15 plain ones.
+    "MAX_ANSWER_BYTES": 16 * MIB,
+    # Keys a /batch's scans (/keys pages, prefix flushes) may examine beyond one pass over
+    # the store: a /batch of 100 /keys pages of 1,000 keys, about 0.2 s of CPU here.
+    "MAX_SCAN_KEYS": 1_000_000,
     "CLOCK": None,  # a callable returning Unix seconds; None = the real time (tests inject one)
     "TOKEN": None,  # when set, every route but /healthz needs "Authorization: Bearer <token>"
     "ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",  # Host names served (any port); "*": any
@@ -60,6 +66,8 @@ INTEGER_SETTINGS = {
     "MAX_VALUE_BYTES": (1, 2**31 - 1),
     "MAX_BYTES": (0, 2**63 - 1),
     "MAX_BATCH": (1, 1_000_000),
+    "MAX_ANSWER_BYTES": (64 * 1024, 2**40),
+    "MAX_SCAN_KEYS": (0, 2**63 - 1),
     "SNAPSHOT_INTERVAL": (0, 86_400),
     "STORE_TIMEOUT_MS": (1, 600_000),
 }

@@ -180,6 +180,21 @@ class RequestTooLarge(Refusal):
     code = "request_entity_too_large"
 
 
+class AnswerTooLarge(Refusal):
+    """An answer that would pass MAX_ANSWER_BYTES: an /mget refused whole, or a /batch
+    result left out (its command ran), or a /batch whose results cannot all fit."""
+
+    status = 413
+    code = "answer_too_large"
+
+
+class ScanBudgetExceeded(Refusal):
+    """A /batch whose scans would examine more keys than MAX_SCAN_KEYS allows; nothing ran."""
+
+    status = 413
+    code = "scan_budget_exceeded"
+
+
 class UnsupportedMediaType(Refusal):
     status = 415
     code = "unsupported_media_type"

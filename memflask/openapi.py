@@ -9,6 +9,7 @@ that reads a JSON document (a /batch list) is described as POST with that docume
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
@@ -36,7 +37,7 @@ REASONS = {
     404: "No such key, or no such verb",
     409: "The key exists",
     412: "Precondition failed; nothing changed",
-    413: "Too large",
+    413: "Too large: a value, a body, an answer, or a batch's scans",
     415: "Unsupported body type",
     503: "The store is unavailable",
 }
@@ -85,11 +86,17 @@ def build(registry: Registry) -> dict[str, Any]:
 def _path_item(command: type[Command]) -> dict[str, Any]:
     """GET and POST of one verb, from the command's own description."""
     name = command.name
-    summary = (command.__doc__ or f"The {name} verb.").strip().split("\n", 1)[0]
+    # The docstring's first line is the summary; the paragraphs after it, the description
+    # (the verb's limits: MAX_ANSWER_BYTES, the work budget, the cursor rule...).
+    summary, _, description = inspect.cleandoc(command.__doc__ or f"The {name} verb.").partition(
+        "\n"
+    )
+    details = {"description": description.strip()} if description.strip() else {}
     errors = tuple(error.status for error in _refusals(command))
     if command.document_schema is not None:
         body = {"application/json": {"schema": command.document_schema}}
-        return {"post": _operation(name, summary, [], command.answers, errors, body=body)}
+        post = _operation(name, summary, [], command.answers, errors, body=body)
+        return {"post": {**post, **details}}
     parameters = [
         described for parameter in command.parameters for described in parameter.describe()
     ]
@@ -103,8 +110,11 @@ def _path_item(command: type[Command]) -> dict[str, Any]:
         "application/json": {"schema": schema},
     }
     return {
-        "get": _operation(name, summary, parameters, command.answers, errors),
-        "post": _operation(name, summary, [], command.answers, errors, body=form_or_json),
+        "get": {**_operation(name, summary, parameters, command.answers, errors), **details},
+        "post": {
+            **_operation(name, summary, [], command.answers, errors, body=form_or_json),
+            **details,
+        },
     }
 
 

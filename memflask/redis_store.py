@@ -21,6 +21,7 @@ SIZE and MAX_BYTES are not enforced here: Redis's own `maxmemory` with the
 from __future__ import annotations
 
 import re
+import secrets
 import time
 import zlib
 from collections import defaultdict
@@ -40,6 +41,7 @@ from .redis_connection import (
     redis_ttl_ms,
 )
 from .redis_scripts import READ_SCRIPT, REMOVE_SCRIPT, STATS_SCRIPT, WRITE_SCRIPTS
+from .scans import MAX_CURSOR_CHARS, CursorSeal
 from .store import (
     DELETE,
     ChangeFunction,
@@ -57,6 +59,9 @@ SCAN_BATCH = 1000
 # Items are spread over this many shards, each one hash tag (one Cluster slot) holding
 # its items, its counters and its expiry index, so a script touches one slot only.
 SHARDS = 256
+# The namespace's key that holds the secret /keys cursors are sealed with (memflask/scans.py):
+# one for every memflask host on this Redis, so a scan may go on through any of them.
+CURSOR_SECRET_NAME = "cursor-secret"
 # Characters that mean something in a SCAN MATCH pattern, escaped in a key prefix.
 GLOB_SPECIAL = re.compile(r"[*?\[\]\\]")
 
@@ -116,6 +121,7 @@ class RedisStore(Store):
             raise ValueError(f"STORE_PREFIX must not contain '{{' or '}}' on a cluster: {prefix!r}")
         self.breaker = Breaker(pause=timeout)
         self.client = connect(url, timeout)
+        self._seal: Optional[CursorSeal] = None  # read from Redis at the first scan
         self.scripts = Scripts(
             self.client,
             {
@@ -402,16 +408,44 @@ class RedisStore(Store):
 
     @guarded
     def scan(self, prefix: str, cursor: str, limit: int) -> tuple[list[str], str]:
-        if isinstance(self.client, RedisCluster):
-            return self._scan_cluster(prefix, cursor, limit)
         # Redis starts and ends a scan with cursor 0; memflask's cursors say it empty.
-        if cursor and not (cursor.isascii() and cursor.isdigit() and cursor != "0"):
-            raise UnknownCursor(f"unknown cursor {cursor[:40]!r}; start again")
-        next_cursor, live = self._scan_node(self.client, prefix, int(cursor or 0), limit)
-        return live, "" if next_cursor == 0 else str(next_cursor)
+        position = self._open_cursor(prefix, cursor) if cursor else ""
+        if isinstance(self.client, RedisCluster):
+            live, position = self._scan_cluster(prefix, position, limit)
+        else:
+            if position and not (position.isdigit() and len(position) <= 20):
+                raise UnknownCursor(f"unknown cursor {cursor[:40]!r}; start again")
+            next_cursor, live = self._scan_node(self.client, prefix, int(position or 0), limit)
+            position = "" if next_cursor == 0 else str(next_cursor)
+        return live, self._cursor_seal().seal(prefix, position) if position else ""
+
+    def _cursor_seal(self, fresh: bool = False) -> CursorSeal:
+        """The namespace's cursor seal: its secret made by the first host to scan (SET NX)."""
+        if self._seal is None or fresh:
+            name = f"{self.prefix}{CURSOR_SECRET_NAME}"
+            self.client.set(name, secrets.token_hex(32), nx=True)
+            secret = self.client.get(name)
+            if secret is None:  # emptied meanwhile: this host's own until the next look
+                secret = secrets.token_bytes(32)
+            self._seal = CursorSeal(secret)
+        return self._seal
+
+    def _open_cursor(self, prefix: str, cursor: str) -> str:
+        try:
+            return self._cursor_seal().open(prefix, cursor)
+        except UnknownCursor:
+            if len(cursor) > MAX_CURSOR_CHARS:
+                raise
+            # Redis may have been emptied, and another host made a new secret: look again.
+            return self._cursor_seal(fresh=True).open(prefix, cursor)
+
+    @guarded
+    def scan_size(self) -> int:
+        """Every key of the database: SCAN examines them all, memflask's or not."""
+        return int(self.client.dbsize())
 
     def _scan_cluster(self, prefix: str, cursor: str, limit: int) -> tuple[list[str], str]:
-        """A cluster's scan: each primary in turn, the cursor `<primary>.<its cursor>`.
+        """A cluster's scan: each primary in turn, the position `<primary>.<its cursor>`.
 
         A key present for the whole scan is listed at least once while the cluster's
         primaries stay the same; after a failover or a reshard, start again.

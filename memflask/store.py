@@ -21,6 +21,8 @@ from typing import (
     get_type_hints,
 )
 
+from .scans import MAX_SCANS, CursorSeal, ScanSnapshots, UnknownCursor, page_examines
+
 
 class Clock:
     """Unix time in seconds, read from `time.time` at every call so freezegun can freeze it.
@@ -131,10 +133,6 @@ ChangeFunction = Callable[[Optional[Item], float], Change]
 
 class ItemTooLarge(ValueError):
     """An item alone is bigger than the store's whole byte capacity."""
-
-
-class UnknownCursor(LookupError):
-    """A scan cursor the store did not give, or one whose scan it has since let go."""
 
 
 class StoreUnavailable(RuntimeError):
@@ -295,9 +293,24 @@ class Store(ABC):
         Start with an empty cursor; an empty cursor returned means the scan is done. As with
         Redis SCAN: a key present for the whole scan is returned at least once, a key may
         be returned more than once, and a page may hold fewer than `limit` keys (even none)
-        before the end. Raises UnknownCursor for a cursor this store did not give.
+        before the end. A page examines at most scans.page_examines(limit) keys. Raises
+        UnknownCursor for a cursor this store did not give for `prefix` (memflask/scans.py).
         """
         raise NotImplementedError
+
+    # -- what scans cost: the work budget of a /batch (memflask/commands/budget.py) ---------
+
+    def scan_size(self) -> int:
+        """How many entries a whole scan of this store examines (its keys, expired or not)."""
+        raise NotImplementedError
+
+    def scan_cost(self, size: int, cursor: str, limit: int) -> int:
+        """At most how many entries one scan() call examines, `size` being scan_size()."""
+        return min(size, page_examines(limit))
+
+    def flush_cost(self, size: int, prefix: str) -> int:
+        """At most how many entries flush() (no prefix) or delete_prefix() examines."""
+        return size
 
     def write(
         self,
@@ -361,9 +374,9 @@ class MemoryStore(Store):
         self._wall_offset: Optional[float] = None
         self._lock = threading.Lock()
         self._items: OrderedDict[str, Item] = OrderedDict()
-        # /keys: each scan lists the matching keys once, at its start (see scan()).
-        self._scans = ScanSnapshots(MAX_SCANS)
-        self._scan_ids = itertools.count(1)
+        # /keys: each scan copies the key list once, at its start (see scan()).
+        self._scans = ScanSnapshots()
+        self._cursor_seal = CursorSeal()  # a secret of this process: cursors end with it
         self._versions = itertools.count(1)
         self._bytes = 0
         self._hits = 0
@@ -544,35 +557,61 @@ class MemoryStore(Store):
             deleted += 1
             return DELETE
 
-        # One key per lock hold: a /get waits for one deletion at most, not for 10^6.
-        for key in self._keys_starting_with(prefix):
-            self.update(key, delete_if_present)
+        # Filtered without the lock, and one key per lock hold: a /get waits for one
+        # deletion at most, not for 10^6.
+        for key in self._key_list():
+            if key.startswith(prefix):
+                self.update(key, delete_if_present)
         return deleted
 
     def scan(self, prefix: str, cursor: str, limit: int) -> tuple[list[str], str]:
-        if not cursor:
-            scan_id = next(self._scan_ids)
-            self._scans.add(scan_id, self._keys_starting_with(prefix))
-            offset = 0
+        if cursor:
+            scan_id, _, offset = self._cursor_seal.open(prefix, cursor).partition("-")
+            keys = self._scans.get(scan_id)
+            if keys is None or not offset.isdigit():
+                raise UnknownCursor(
+                    f"this cursor's scan was let go (at most {MAX_SCANS} scans run at once, "
+                    "the oldest let go first); start again with no cursor"
+                )
+            position = int(offset)
         else:
-            scan_id, offset = _parse_cursor(cursor)
-        keys = self._scans.get(scan_id)
-        if keys is None:
-            raise UnknownCursor(f"unknown or expired cursor {cursor[:40]!r}; start again")
-        page = keys[offset : offset + limit]
+            keys = self._key_list()
+            scan_id, position = self._scans.add(keys), 0
+        # Examine at most page_examines(limit) keys of the list, without the lock.
+        end = min(len(keys), position + page_examines(limit))
+        page: list[str] = []
+        while position < end and len(page) < limit:
+            key = keys[position]
+            position += 1
+            if key.startswith(prefix):
+                page.append(key)
         with self._lock:
             now = self._now()
             live = [key for key in page if self._live(key, now) is not None]
-        if offset + limit >= len(keys):
+        if position >= len(keys):
             self._scans.drop(scan_id)
             return live, ""
-        return live, f"{scan_id}-{offset + limit}"
+        return live, self._cursor_seal.seal(prefix, f"{scan_id}-{position}")
 
-    def _keys_starting_with(self, prefix: str) -> list[str]:
-        """The keys held now that start with `prefix` (a copy: filtered without the lock)."""
+    def _key_list(self) -> list[str]:
+        """Every key held now, in the dict's own order (a copy, so used without the lock).
+
+        The dict's entries, not the OrderedDict's recency list: a C-level copy of an
+        array, 2.5 ms for 300k keys and 11 ms for 10^6 here, where following the list
+        took 27 ms and 184 ms (a read moves a key in the list, scattering it in memory).
+        """
         with self._lock:
-            keys = list(self._items)  # a C-level copy: milliseconds for 10^6 keys
-        return [key for key in keys if key.startswith(prefix)] if prefix else keys
+            return list(dict.keys(self._items))
+
+    def scan_size(self) -> int:
+        return len(self._items)
+
+    def scan_cost(self, size: int, cursor: str, limit: int) -> int:
+        # A new scan copies the key list (see _key_list), then examines its page.
+        return (0 if cursor else size) + min(size, page_examines(limit))
+
+    def flush_cost(self, size: int, prefix: str) -> int:
+        return size if prefix else 0  # a whole flush empties the dict at once
 
     # -- internals, called with the lock held --------------------------------------------
 
@@ -850,38 +889,3 @@ class MemoryStore(Store):
         self._due_second, self._due_bucket, self._due_position = second, bucket, 1
         self._due_version = next(self._versions)
         return True
-
-
-# Scans a memory store keeps going at once; a new one lets the oldest go (its next page
-# answers UnknownCursor). Each holds a list of its matching keys: 8 bytes a key.
-MAX_SCANS = 8
-
-
-class ScanSnapshots:
-    """The key lists of the scans in progress, oldest let go first; thread-safe."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self._lock = threading.Lock()
-        self._scans: OrderedDict[int, list[str]] = OrderedDict()
-
-    def add(self, scan_id: int, keys: list[str]) -> None:
-        with self._lock:
-            self._scans[scan_id] = keys
-            while len(self._scans) > self.limit:
-                self._scans.popitem(last=False)
-
-    def get(self, scan_id: int) -> Optional[list[str]]:
-        with self._lock:
-            return self._scans.get(scan_id)
-
-    def drop(self, scan_id: int) -> None:
-        with self._lock:
-            self._scans.pop(scan_id, None)
-
-
-def _parse_cursor(cursor: str) -> tuple[int, int]:
-    scan_id, _, offset = cursor.partition("-")
-    if not (scan_id.isdigit() and offset.isdigit() and scan_id.isascii() and offset.isascii()):
-        raise UnknownCursor(f"unknown cursor {cursor[:40]!r}; start again")
-    return int(scan_id), int(offset)

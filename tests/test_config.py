@@ -87,6 +87,8 @@ def test_instance_config_then_environment(tmp_path, monkeypatch):
         ("MAX_VALUE_BYTES", "0"),
         ("MAX_KEY_BYTES", "0"),
         ("MAX_BATCH", "0"),
+        ("MAX_ANSWER_BYTES", "1024"),
+        ("MAX_SCAN_KEYS", "-1"),
         ("THREADS", "0"),
     ],
 )
@@ -202,6 +204,8 @@ FORMS = {
     "MAX_VALUE_BYTES": ["4096", " 4096 "],
     "MAX_BYTES": ["0", "4096", "04096"],
     "MAX_BATCH": ["7", "007"],
+    "MAX_ANSWER_BYTES": ["65536", " 1048576 ", "016777216"],
+    "MAX_SCAN_KEYS": ["0", "5000", "05000"],
     "TOKEN": ["s3cret", "123", "null", "true", "[1]"],
     "ALLOWED_HOSTS": ["a.example,.b.example", "*", "123", "null"],
     "ALLOWED_ORIGINS": ["https://app.example", "*", ""],

@@ -65,6 +65,8 @@ class Context(NamedTuple):
     max_value_bytes: int = 1024 * 1024
     max_batch: int = 1000
     started: float = 0.0  # time.monotonic() at start-up
+    max_answer_bytes: int = 16 * 1024 * 1024  # MAX_ANSWER_BYTES: /batch, /mget, /keys
+    max_scan_keys: int = 1_000_000  # MAX_SCAN_KEYS: what a /batch's scans may examine
 
     @property
     def max_fields(self) -> int:
@@ -120,6 +122,16 @@ class Command:
 
     def apply(self, store: Store, args: Any) -> Result:
         raise NotImplementedError
+
+    def examines(self, store: Store, size: int, args: Any) -> int:
+        """At most how many keys `apply` examines, `size` being store.scan_size(): a /batch's
+        work budget (MAX_SCAN_KEYS). Only verbs that scan the keyspace examine any."""
+        return 0
+
+    @classmethod
+    def scans(cls) -> bool:
+        """Whether the verb scans the keyspace (counts against a /batch's work budget)."""
+        return cls.examines is not Command.examines
 
 
 class WriteCommand(Command):

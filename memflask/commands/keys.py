@@ -8,7 +8,7 @@ from ..errors import InvalidCursor, NotFound
 from ..headers import Conditions
 from ..params import Expiry, ExpiryParameter, Key, Limit, Parameter, Params
 from ..store import DELETE, Delete, Item, ServerChange, Store, UnknownCursor
-from .base import TEXT, Command, Result, WriteCommand, json_content
+from .base import TEXT, Command, Context, Result, WriteCommand, json_content
 
 
 class DeleteArgs(NamedTuple):
@@ -72,7 +72,12 @@ class FlushArgs(NamedTuple):
 
 
 class Flush(Command):
-    """Remove every key (204), or with `prefix` only the keys that start with it (200, a count)."""
+    """Remove every key (204), or with `prefix` only the keys that start with it (200, a count).
+
+    A prefix flush examines every key of the store (on Redis, of the database), in small
+    steps: other requests go on meanwhile. In a /batch it counts against the batch's work
+    budget (see /batch).
+    """
 
     name = "flush"
     writes = True
@@ -97,6 +102,9 @@ class Flush(Command):
             return Result(204)
         return Result(200, data={"flushed": store.delete_prefix(args.prefix)})
 
+    def examines(self, store: Store, size: int, args: FlushArgs) -> int:
+        return store.flush_cost(size, args.prefix)
+
 
 class ListArgs(NamedTuple):
     prefix: str
@@ -110,6 +118,11 @@ class ListKeys(Command):
     Start with no cursor and pass each answer's cursor to the next request until it is
     empty: the listing is complete. A key present for the whole scan is listed at least once; a key
     may be listed twice, and a page may hold fewer than `limit` keys before the end.
+
+    A page examines at most 10 x `limit` keys, and holds at most as many keys as fit in
+    MAX_ANSWER_BYTES at their worst JSON escaping. A cursor is at most 128 characters,
+    sealed by the server (an HMAC under its secret key): it goes on only the scan it came
+    from, with the same `prefix`; any other is refused, 400 `invalid_cursor`.
     """
 
     name = "keys"
@@ -133,10 +146,11 @@ class ListKeys(Command):
     }
 
     def validate(self, params: Params) -> ListArgs:
+        limit = self.parameters[2].parse(params)
         return ListArgs(
             params.optional("prefix") or "",
             params.optional("cursor") or "",
-            self.parameters[2].parse(params),
+            min(limit, keys_that_fit(params.context)),
         )
 
     def apply(self, store: Store, args: ListArgs) -> Result:
@@ -145,3 +159,18 @@ class ListKeys(Command):
         except UnknownCursor as error:
             raise InvalidCursor(str(error)) from None
         return Result(200, data={"keys": keys, "cursor": cursor})
+
+    def examines(self, store: Store, size: int, args: ListArgs) -> int:
+        return store.scan_cost(size, args.cursor, args.limit)
+
+
+# A /keys answer beside its keys: `{"cursor":"<at most 128 characters>","keys":[]}`.
+PAGE_FRAME_BYTES = 256
+# The most JSON bytes a key's UTF-8 byte takes (an escaped control character: \u00XX).
+JSON_BYTES_PER_KEY_BYTE = 6
+
+
+def keys_that_fit(context: Context) -> int:
+    """The most keys a /keys page holds within MAX_ANSWER_BYTES, every key at its worst."""
+    per_key = JSON_BYTES_PER_KEY_BYTE * context.max_key_bytes + 3  # quotes and a comma
+    return max(1, (context.max_answer_bytes - PAGE_FRAME_BYTES) // per_key)

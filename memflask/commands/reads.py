@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ..errors import NotFound
+from ..errors import AnswerTooLarge, NotFound
 from ..headers import Conditions
 from ..params import INT64_MAX, Key, Keys, Params
-from ..store import Store
+from ..store import Item, Store
 from .base import TEXT, Command, Result, json_content
+from .budget import string_bounds, string_size
 
 
 class GetArgs(NamedTuple):
@@ -39,19 +40,58 @@ class Get(Command):
 
 class KeysArgs(NamedTuple):
     keys: list[str]
+    max_answer_bytes: int
+    max_value_bytes: int
 
 
 class MultiGet(Command):
-    """Read many keys: a JSON object of the hits, /mget?key=a&key=b -> {"a": "1"}."""
+    """Read many keys: a JSON object of the hits, /mget?key=a&key=b -> {"a": "1"}.
+
+    The answer is at most MAX_ANSWER_BYTES (default 16 MiB) of JSON: an /mget whose hits
+    would pass it is refused whole, 413 `answer_too_large` (the keys read are counted as
+    hits and misses, nothing is changed); ask for fewer keys per request. Keys are read a
+    few at a time, so no more than about MAX_ANSWER_BYTES of values is held meanwhile.
+    """
 
     name = "mget"
     parameters = (Keys(),)
+    refusals = (AnswerTooLarge,)
     answers = {200: json_content({"type": "object", "additionalProperties": {"type": "string"}})}
     Args = KeysArgs
 
+    def validate(self, params: Params) -> KeysArgs:
+        context = params.context
+        return KeysArgs(
+            **self.parse(params),
+            max_answer_bytes=context.max_answer_bytes,
+            max_value_bytes=context.max_value_bytes,
+        )
+
     def apply(self, store: Store, args: KeysArgs) -> Result:
-        items = store.get_many(args.keys)
-        return Result(200, data={key: item.value for key, item in items.items()})
+        keys, limit = args.keys, args.max_answer_bytes
+        room = limit - 3  # the braces and a newline; each hit takes `"key":"value",`
+        # Keys per store call: values of at most MAX_VALUE_BYTES each, about the room.
+        step = max(1, limit // args.max_value_bytes)
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), step):
+            items = store.get_many(keys[start : start + step])
+            for key, item in items.items():
+                if key not in found:
+                    room -= _hit_size(key, item, room, limit)
+                    found[key] = item.value
+        return Result(200, data=found)
+
+
+def _hit_size(key: str, item: Item, room: int, limit: int) -> int:
+    """The JSON bytes a hit takes in the answer; refuse the /mget if they pass `room`."""
+    least = string_bounds(key)[0] + string_bounds(item.value)[0] + 2
+    size = least if least > room else string_size(key) + string_size(item.value) + 2
+    if size > room:
+        raise AnswerTooLarge(
+            f"the hits would pass MAX_ANSWER_BYTES ({limit} bytes) of JSON; "
+            "ask for fewer keys per /mget"
+        )
+    return size
 
 
 class KeyArgs(NamedTuple):
