@@ -113,6 +113,12 @@ class InvalidBatch(ValidationError):
     code = "invalid_batch"
 
 
+class HeaderTooLong(ValidationError):
+    """An If-Match or If-None-Match longer than memflask parses (headers.py says why)."""
+
+    code = "header_too_long"
+
+
 # -- access ------------------------------------------------------------------------------
 
 
