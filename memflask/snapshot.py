@@ -310,15 +310,37 @@ def _utf8_length(text: str, limit: int, what: str) -> int:
 
 
 def _open_regular_file(path: Path) -> IO[bytes]:
-    # A FIFO or a device at the path would block the start or never end.
-    file = open(path, "rb")  # noqa: SIM115 -- returned to the caller's `with`
+    """Open `path` for reading; SnapshotError, never a wait, unless it is a regular file.
+
+    A FIFO, a device, a socket or a folder at the path would block the start or never
+    end: open() of a FIFO waits for a writer, forever (it did, before the old check that
+    came after the open). Its type is checked before it is opened, and again on what was
+    opened, without blocking, in case another file took its place in between.
+    """
+    _check_regular(os.stat(path).st_mode)
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-            raise SnapshotError("not a regular file")
+        _check_regular(os.fstat(descriptor).st_mode)
+        # O_NONBLOCK changes nothing for a regular file's reads.
+        return os.fdopen(descriptor, "rb")
     except BaseException:
-        file.close()
+        os.close(descriptor)
         raise
-    return file
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+)
+
+
+def _check_regular(mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((name for is_kind, name in _FILE_KINDS if is_kind(mode)), "special")
+        raise SnapshotError(f"not a regular file: {kind}")
 
 
 def _read_items(file: IO[bytes], checker: ItemChecker, max_version_1_bytes: int) -> Iterator[Entry]:
