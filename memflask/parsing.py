@@ -1,12 +1,13 @@
 """Reading parameters off the wire: query strings, form bodies and JSON bodies.
 
-Strict (UTF-8 only, a name given twice in a JSON object refused) and bounded: parsing
-any request holds at most about three times its size, and a JSON body's parameter count
-and nesting are checked on its structure before json.loads builds anything.
+Strict (UTF-8 only, JSON bodies too; a name given twice in a JSON object refused) and
+bounded: parsing any request holds at most about three times its size, and a JSON body's
+parameter count and nesting are checked on its structure before json.loads builds anything.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from typing import Any
@@ -22,6 +23,8 @@ MAX_JSON_DEPTH = 8
 JSON_TOKENS_PER_FIELD = 8
 _BRACKETS = re.compile(rb"[\[\]{}]")
 BACKSLASH = ord("\\")
+# UTF-32's marks start with these (little-endian) or with a NUL (big-endian).
+_UTF16_BYTE_ORDER_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def parse_form(data: bytes, max_fields: int) -> dict[str, list[str]]:
@@ -91,6 +94,7 @@ def _unquote(data: bytes, start: int, end: int) -> str:
 
 def parse_json(body: bytes, max_fields: int) -> object:
     """Parse a JSON body, refusing one too large in structure before parsing, too deep."""
+    _check_not_utf16_or_utf32(body)
     max_tokens = JSON_TOKENS_PER_FIELD * max_fields
     # Commas and colons counted over the whole body, strings included, bound those of the
     # structure: within the cap, the exact scan (a Python step per string, a third of a
@@ -110,6 +114,22 @@ def parse_json(body: bytes, max_fields: int) -> object:
     if not scanned:
         _check_depth(document)
     return document
+
+
+def _check_not_utf16_or_utf32(body: bytes) -> None:
+    """Refuse a JSON body in UTF-16 or UTF-32, before anything reads its structure.
+
+    JSON on a network is UTF-8 (RFC 8259 section 8.1), but json.loads(bytes) also takes
+    UTF-16 and UTF-32, which it finds as this does (RFC 4627 section 3): a byte-order
+    mark, or a NUL among the first four bytes, as JSON text starts with an ASCII
+    character. The structure check reads the bytes as UTF-8, where no byte of a multi-byte
+    character is a quote or a backslash. In UTF-16, an escaped quote (5C 00 22 00) looks
+    unescaped to it and a character's high byte can look like a backslash (41 5C 22 00),
+    so a body could hide its commas from the check and parse 270,000 parameters.
+    Other bytes that are not UTF-8 are refused by json.loads (UnicodeDecodeError).
+    """
+    if body.startswith(_UTF16_BYTE_ORDER_MARKS) or 0 in body[:4]:
+        raise InvalidEncoding("the JSON body must be UTF-8, not UTF-16 or UTF-32")
 
 
 def _check_depth(document: object) -> None:
