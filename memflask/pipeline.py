@@ -40,7 +40,10 @@ FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"
 MAX_LOGGED_PATH = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What could end or forge a log line: the control characters (Unicode category Cc, C1's
+# U+0085 NEXT LINE among them) and the line and paragraph separators (Zl, Zp), which
+# str.splitlines, editors and log viewers also break lines at.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class State(NamedTuple):
