@@ -21,7 +21,8 @@ A snapshot is input like any other, and never stops the server from starting:
   finite number). A bad item is skipped and counted in one warning; the rest is restored.
 - A file that cannot be read as a snapshot at all (another format or version, not JSON,
   nested too deep, cut short) is moved aside (`<name>.corrupt-<time>`) with a warning,
-  and the store starts empty.
+  and the store starts empty. So is anything at the path but a regular file (a FIFO, a
+  folder, a socket, a device), checked before it is opened: opening a FIFO would wait.
 - Loading holds one line at a time, and no line longer than the longest item the limits
   allow: an over-long line is skipped in chunks, never held whole. The store's own caps
   bound the rest.
