@@ -30,13 +30,22 @@ MAX_REDIS_TTL_MS = 100 * 365 * 24 * 3600 * 1000
 # How many expired items a write reclaims on its way (as MemoryStore.SWEEP_STEP).
 SWEEP_STEP = 8
 
-# Shared by every script. ARGV[1] is now (the store's clock, Unix seconds), ARGV[2] the
-# item names' common start (`<prefix>{<shard>}item:`); KEYS[1] and KEYS[2] are the
-# shard's stats hash and expiries set.
+# Shared by every script. ARGV[1] is now: '' for Redis's own clock (TIME), so one clock
+# decides expiry for every memflask host on this Redis whatever the hosts' clocks say
+# (Redis 7 replicates a script's effects, so reading TIME is safe); a test's clock gives
+# Unix seconds instead. ARGV[2] is the item names' common start (`<prefix>{<shard>}item:`);
+# KEYS[1] and KEYS[2] are the shard's stats hash and expiries set.
 PRELUDE = """
 local stats_name, expiries_name = KEYS[1], KEYS[2]
 local now_text, item_prefix = ARGV[1], ARGV[2]
-local now = tonumber(now_text)
+local now
+if now_text == '' then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+  now_text = string.format('%.17g', now)
+else
+  now = tonumber(now_text)
+end
 
 local function fmt(number) return string.format('%.0f', number) end
 
@@ -90,10 +99,15 @@ end
 
 # Writes. KEYS[3] is the item's hash; ARGV[3] the key, ARGV[4] '1' to count a read,
 # ARGV[5] and ARGV[6] the If-Match and If-None-Match tags ('' no header, else each tag
-# between newlines), ARGV[7] the expiry ('' never, 'keep', or Unix seconds), ARGV[8] the
-# value, ARGV[9] the verb's own argument.
+# between newlines), ARGV[7] the expiry ('' never, 'keep', Unix seconds, or 'ttl:' and
+# seconds from now, by this script's clock), ARGV[8] the value, ARGV[9] the verb's own
+# argument. A write answers its outcome, value, version, expiry, '1' if an item was there,
+# and the script's now (Unix seconds).
 WRITE_PRELUDE = f"""
 local item_name, key, expiry = KEYS[3], ARGV[3], ARGV[7]
+if string.sub(expiry, 1, 4) == 'ttl:' then
+  expiry = string.format('%.17g', now + tonumber(string.sub(expiry, 5)))
+end
 local current, version, current_expiry = load(key)
 if ARGV[4] == '1' then count_read(current) end
 
@@ -104,7 +118,8 @@ end
 
 local function refuse()
   sweep({SWEEP_STEP})
-  return {{'refused', current or '', fmt(version), current_expiry, current and '1' or '0'}}
+  local present = current and '1' or '0'
+  return {{'refused', current or '', fmt(version), current_expiry, present, now_text}}
 end
 
 -- Store `value`: a new version, its expiry, its count; or, already expired, nothing.
@@ -112,7 +127,7 @@ local function put(value, e)
   if e == 'keep' then e = current_expiry end
   local time = redis.call('TIME')
   local new_version = math.max(version + 1, tonumber(time[1]) * 1000000 + tonumber(time[2]))
-  local reply = {{'stored', value, fmt(new_version), e, '1'}}
+  local reply = {{'stored', value, fmt(new_version), e, '1', now_text}}
   if is_past(e) then
     if current then remove(item_name, key) end
     sweep({SWEEP_STEP})
@@ -192,7 +207,7 @@ return put(redis.call('HGET', item_name, 't'), expiry)
     "delete": f"""
 if current then remove(item_name, key) end
 sweep({SWEEP_STEP})
-return {{'deleted', '', '0', '', '0'}}
+return {{'deleted', '', '0', '', '0', now_text}}
 """,
     "touch": "if not current then return refuse() end\nreturn put(current, expiry)",
 }
@@ -200,7 +215,7 @@ return {{'deleted', '', '0', '', '0'}}
 WRITE_SCRIPTS = {kind: PRELUDE + WRITE_PRELUDE + body for kind, body in WRITE_BODIES.items()}
 
 # Reads of keys in one shard: ARGV[3] on are the keys; answers value, version, expiry
-# per key ('' and version '0' for a miss), counting each hit and miss.
+# per key ('' and version '0' for a miss), counting each hit and miss, then its now.
 READ_SCRIPT = (
     PRELUDE
     + """
@@ -217,6 +232,7 @@ for i = 3, #ARGV do
   end
   found[#found + 1] = e
 end
+found[#found + 1] = now_text
 return found
 """
 )

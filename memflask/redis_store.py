@@ -114,6 +114,11 @@ class RedisStore(Store):
         clock: Optional[Callable[[], float]] = None,
     ):
         self.clock = clock if clock is not None else Clock()
+        # Whose clock decides expiry: Redis's (None), the one clock every memflask host on
+        # this Redis shares, or a test clock's stand-in for it (see Clock.server_time).
+        self._server_time: Callable[[], Optional[float]] = getattr(
+            self.clock, "server_time", self.clock
+        )
         self.prefix = prefix
         if url.startswith(CLUSTER_SCHEME) and ("{" in prefix or "}" in prefix):
             # A hash tag in the prefix would override the shards' and put every key in
@@ -151,23 +156,46 @@ class RedisStore(Store):
         """KEYS[1] and KEYS[2] of every script: the shard's stats hash and expiry index."""
         return [f"{shard}stats", f"{shard}expiries"]
 
-    def _item(self, fields: Sequence[Any], now: float) -> Optional[Item]:
-        """The live Item in a hash's (v, n, e) fields, or None (absent or expired)."""
+    def _item(
+        self, fields: Sequence[Any], now: float, host_now: Optional[float] = None
+    ) -> Optional[Item]:
+        """The live Item in a hash's (v, n, e) fields, or None (absent or expired).
+
+        `now` is the deciding clock's (Redis's); given this host's `host_now`, the Item's
+        expiry is told on this host's clock (the same seconds left), as `store.clock()`
+        reads it: /ttl then answers the same on every host.
+        """
         value, version, expires = fields
         if not version or version in (b"0", "0"):
             return None
         expires_at = float(expires) if expires else None
-        if expires_at is not None and expires_at <= now:
-            return None
+        if expires_at is not None:
+            if expires_at <= now:
+                return None
+            if host_now is not None and host_now != now:
+                expires_at = expires_at - now + host_now
         item = Item(_text(value), expires_at)
         item.version = int(version)
         return item
+
+    def _now_argument(self) -> tuple[str, float]:
+        """The scripts' ARGV[1] ('' : Redis's own TIME) and this host's clock now."""
+        server_now = self._server_time()
+        return ("" if server_now is None else repr(server_now)), self.clock()
+
+    def _server_now(self, client: Any) -> float:
+        """Now on the deciding clock: Redis's TIME (a round trip), or a test clock's."""
+        server_now = self._server_time()
+        if server_now is not None:
+            return server_now
+        seconds, microseconds = client.time()
+        return seconds + microseconds / 1_000_000
 
     # -- reads ---------------------------------------------------------------------------
 
     @guarded
     def get(self, key: str) -> Optional[Item]:
-        return self._read_shard(self._shard(key), [key], self.clock()).get(key)
+        return self._read_shard(self._shard(key), [key], self._now_argument()).get(key)
 
     @guarded
     def get_many(self, keys: Iterable[str]) -> dict[str, Item]:
@@ -175,21 +203,25 @@ class RedisStore(Store):
         by_shard: dict[str, list[str]] = defaultdict(list)
         for key in keys:
             by_shard[self._shard(key)].append(key)
-        now = self.clock()
+        now = self._now_argument()
         if len(by_shard) == 1:
             found = self._read_shard(*by_shard.popitem(), now)
         else:
             found = self._read_shards(by_shard, now)
         return {key: found[key] for key in keys if key in found}
 
-    def _read_shard(self, shard: str, keys: list[str], now: float) -> dict[str, Item]:
+    def _read_shard(
+        self, shard: str, keys: list[str], now: tuple[str, float]
+    ) -> dict[str, Item]:
         names = [f"{shard}item:{key}" for key in keys]
         answer = self.scripts.call(
-            "read", [*self._shard_keys(shard), *names], [repr(now), f"{shard}item:", *keys]
+            "read", [*self._shard_keys(shard), *names], [now[0], f"{shard}item:", *keys]
         )
         return self._found(keys, answer, now)
 
-    def _read_shards(self, by_shard: dict[str, list[str]], now: float) -> dict[str, Item]:
+    def _read_shards(
+        self, by_shard: dict[str, list[str]], now: tuple[str, float]
+    ) -> dict[str, Item]:
         """Read many shards in one round trip (a pipeline of one script call per shard)."""
         found: dict[str, Item] = {}
         pending = list(by_shard.items())
@@ -197,7 +229,7 @@ class RedisStore(Store):
             calls = [
                 (
                     [*self._shard_keys(shard), *[f"{shard}item:{key}" for key in keys]],
-                    [repr(now), f"{shard}item:", *keys],
+                    [now[0], f"{shard}item:", *keys],
                 )
                 for shard, keys in pending
             ]
@@ -238,17 +270,21 @@ class RedisStore(Store):
                 answers[index] = answer
         return answers
 
-    def _found(self, keys: list[str], answer: list, now: float) -> dict[str, Item]:
+    def _found(self, keys: list[str], answer: list, now: tuple[str, float]) -> dict[str, Item]:
         found = {}
+        server_now = float(answer[-1])  # the script's
         for index, key in enumerate(keys):
-            item = self._item(answer[3 * index : 3 * index + 3], now)
+            item = self._item(answer[3 * index : 3 * index + 3], server_now, now[1])
             if item is not None:
                 found[key] = item
         return found
 
     @guarded
     def peek(self, key: str) -> Optional[Item]:
-        return self._item(self.client.hmget(self._key(key), FIELDS), self.clock())
+        name = self._key(key)
+        host_now = self.clock()
+        server_now = self._server_now(self._client_for(name))
+        return self._item(self.client.hmget(name, FIELDS), server_now, host_now)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -268,10 +304,12 @@ class RedisStore(Store):
     def _run_script(
         self, key: str, change: ChangeFunction, described: ServerChange, read: bool
     ) -> Optional[Item]:
-        now = self.clock()
+        now_argument, now = self._now_argument()
         shard = self._shard(key)
         if described.expiry is None or (described.keeps_expiry and not described.expiry.given):
             expiry = "keep"
+        elif described.expiry.ttl:
+            expiry = f"ttl:{described.expiry.ttl}"  # from now by the script's clock
         else:
             expires_at = described.expiry.resolve(now)
             expiry = "" if expires_at is None else repr(expires_at)
@@ -282,7 +320,7 @@ class RedisStore(Store):
         else:
             extra = [described.max_value_bytes]
         args = [
-            repr(now),
+            now_argument,
             f"{shard}item:",
             key,
             "1" if read else "0",
@@ -294,14 +332,17 @@ class RedisStore(Store):
         ]
         keys = [*self._shard_keys(shard), f"{shard}item:{key}"]
         try:
-            outcome, value, version, expires, present = self.scripts.call(
+            outcome, value, version, expires, present, server_now = self.scripts.call(
                 described.kind, keys, args
             )
         except UNREACHABLE as error:
             raise outcome_unknown(error) from error
         if outcome == b"deleted":
             return None
-        item = Item(_text(value), float(expires) if expires else None)
+        expires_at = float(expires) if expires else None
+        if expires_at is not None and now_argument != server_now.decode():
+            expires_at += now - float(server_now)  # told on this host's clock
+        item = Item(_text(value), expires_at)
         item.version = int(version)
         if outcome == b"stored":
             return item
@@ -321,7 +362,7 @@ class RedisStore(Store):
             while True:
                 try:
                     pipe.watch(name)
-                    now = self.clock()
+                    now = self._server_now(pipe)  # run at once while watching
                     fields = pipe.hmget(name, FIELDS)
                     # Held: a hash with a value, or one Redis's TTL removed (still counted).
                     held = fields[0] is not None or pipe.zscore(expiries_name, key) is not None
@@ -397,7 +438,7 @@ class RedisStore(Store):
         return removed + self._remove(batch)
 
     def _remove(self, by_shard: dict[str, list[str]]) -> int:
-        now = repr(self.clock())
+        now = self._now_argument()[0]
         removed = 0
         for shard, keys in by_shard.items():
             names = [f"{shard}item:{key}" for key in keys]
@@ -499,7 +540,7 @@ class RedisStore(Store):
     def stats(self) -> StoreStats:
         """This namespace's counters, kept by the scripts (O(shards), no SCAN), and what
         Redis itself knows of memory and evictions."""
-        now = repr(self.clock())
+        now = self._now_argument()[0]
         calls: list[tuple[list[str], list[Any]]] = [
             (self._shard_keys(f"{self.prefix}{{{shard}}}"), [now, ""]) for shard in range(SHARDS)
         ]

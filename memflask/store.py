@@ -37,6 +37,10 @@ class Clock:
     def monotonic(self) -> float:
         return time.monotonic()
 
+    def server_time(self) -> Optional[float]:
+        """None: a shared store's server decides expiry by its own clock (Redis's TIME)."""
+        return None
+
 
 # A change of (wall - monotonic) time at least this large is a step of the wall clock,
 # which the deadlines of relative ttls are moved by; a smaller one is read jitter or the
@@ -63,7 +67,6 @@ class TtlDeadline(float):
 
 
 class Item(float):
-    
     """One value with its absolute expiry (None: never).
 
     An Item *is* its expiry instant: it subclasses float, holding the expiry inside its own
@@ -121,7 +124,6 @@ class TtlItem(Item):
 
 class Delete:
     """A change that removes the key."""
-
 
 
 DELETE = Delete()
@@ -654,7 +656,6 @@ class MemoryStore(Store):
     def _start_following_wall_steps(self, now: float) -> None:
         """Note wall minus monotonic time now: the first TtlItem is being stored."""
         self._wall_offset = now - self._monotonic()
-
 
     def _live(self, key: str, now: float) -> Optional[Item]:
         """Return the item under `key`, reclaiming it instead if it has expired."""

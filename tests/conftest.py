@@ -107,6 +107,10 @@ class FakeClock:
         """Seconds that passed (tick, or `now` set), which no step of the wall clock moves."""
         return self._now - self.wall_steps
 
+    def server_time(self) -> float:
+        """Redis's clock in a test: the time, with none of this host's wall-clock steps."""
+        return self.monotonic()
+
     def step_wall(self, seconds: float) -> None:
         """Step the wall clock alone, as an administrator or NTP does; no time passes."""
         self.wall_steps += seconds

@@ -10,11 +10,13 @@ every memflask host: two hosts whose clocks disagree by an hour agree on every e
 from __future__ import annotations
 
 import time
+import uuid
 
+import pytest
 from freezegun import freeze_time
 
 from memflask import create_app, snapshot
-from memflask.store import MemoryStore
+from memflask.store import Clock, MemoryStore
 
 from ..conftest import FakeClock
 
@@ -162,3 +164,87 @@ def test_the_real_clock_sees_a_wall_step(monkeypatch):
     monkeypatch.setattr(time, "time", lambda: real_time() + DAY)
     assert get(client, "k") == "v"
     assert ttl_of(client, "k") in (59, 60)
+
+
+# -- Redis: one clock for every memflask host ----------------------------------------------
+
+
+class HostClock(Clock):
+    """A host's real wall clock, `offset` seconds off; Redis's TIME decides expiry."""
+
+    def __init__(self, offset: float):
+        self.offset = offset
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.fixture
+def two_hosts(redis_url):
+    """Two memflask apps on one Redis namespace, the second host's clock an hour ahead."""
+    prefix = f"test-{uuid.uuid4().hex}:"
+    apps = [
+        create_app(
+            {
+                "APP_ENV": "production",
+                "STORE_URL": redis_url,
+                "STORE_PREFIX": prefix,
+                "CLOCK": clock,
+            }
+        )
+        for clock in (HostClock(0), HostClock(HOUR))
+    ]
+    yield [app.test_client() for app in apps]
+    apps[0].extensions["memflask"].store.flush()
+    for app in apps:
+        app.extensions["memflask"].store.close()
+
+
+def test_hosts_an_hour_apart_agree_on_a_ttl(two_hosts):
+    right, ahead = two_hosts
+    assert right.get("/set?key=r&value=v&ttl=60").status_code == 204
+    assert ahead.get("/set?key=a&value=v&ttl=60").status_code == 204
+    for key in ("r", "a"):
+        assert get(right, key) == get(ahead, key) == "v"
+        assert ttl_of(right, key) in (59, 60)
+        assert ttl_of(ahead, key) in (59, 60)
+
+
+def test_hosts_an_hour_apart_agree_on_an_absolute_expire(two_hosts):
+    right, ahead = two_hosts
+    assert ahead.get(f"/set?key=k&value=v&expire={int(time.time()) + 30}").status_code == 204
+    assert get(right, "k") == get(ahead, "k") == "v"
+    assert ttl_of(right, "k") in (29, 30)
+    assert ttl_of(ahead, "k") in (29, 30)
+
+
+def test_hosts_an_hour_apart_see_an_item_expire_together(two_hosts):
+    right, ahead = two_hosts
+    assert ahead.get("/set?key=k&value=v&ttl=1").status_code == 204
+    assert get(right, "k") == "v"
+    time.sleep(1.2)
+    assert get(right, "k") is None
+    assert get(ahead, "k") is None
+
+
+def test_a_host_clock_stepped_after_the_write_does_not_move_the_expiry(redis_url):
+    clock = FakeClock()
+    app = create_app(
+        {
+            "APP_ENV": "production",
+            "STORE_URL": redis_url,
+            "STORE_PREFIX": f"test-{uuid.uuid4().hex}:",
+            "CLOCK": clock,
+        }
+    )
+    client = app.test_client()
+    try:
+        assert client.get("/set?key=k&value=v&ttl=60").status_code == 204
+        clock.step_wall(DAY)
+        assert get(client, "k") == "v"
+        assert ttl_of(client, "k") == 60
+        clock.tick(60)
+        assert get(client, "k") is None
+    finally:
+        app.extensions["memflask"].store.flush()
+        app.extensions["memflask"].store.close()
