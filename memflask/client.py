@@ -14,25 +14,22 @@ as soon as its Content-Length, or its count while reading, passes the limit.
 
 from __future__ import annotations
 
-import contextvars
-import http.client
-import io
 import json
-import socket
 import time
 from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 from urllib.parse import urlencode
 
 import urllib3
-import urllib3.connection
+
+from .deadlines import call_deadline, deadline_connection
 
 Value = Union[str, int]
 
 MIB = 1024 * 1024
 # The largest answer a client reads by default. A server with its default settings
-# answers at most MAX_VALUE_BYTES (1 MiB) for /get and at most its answer budget
-# (MAX_ANSWER_BYTES) for /mget, /batch and /keys; 64 MiB is above both, so only a broken
-# or hostile server (or one whose limits were raised: raise this too) meets it.
+# answers at most MAX_VALUE_BYTES (1 MiB) for /get and MAX_ANSWER_BYTES (16 MiB) for
+# /mget, /batch and /keys: 64 MiB leaves room for a server whose limits were raised a
+# little (raise this with them), and only a broken or hostile server meets it.
 DEFAULT_MAX_ANSWER_BYTES = 64 * MIB
 # How much of an answer's body one read asks for.
 READ_CHUNK_BYTES = 64 * 1024
@@ -117,8 +114,8 @@ class Client:
             timeout=urllib3.Timeout(total=timeout),
             retries=False,
         )
-        # Connections that send and read within each call's deadline (see _DeadlineReader).
-        self._pool.ConnectionCls = _DEADLINE_CONNECTIONS[self._pool.scheme]
+        # Connections that send and read within each call's deadline (memflask.deadlines).
+        self._pool.ConnectionCls = deadline_connection(self._pool.scheme)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -272,24 +269,19 @@ class Client:
         (412 otherwise).
         """
         body, headers = _request(fields, json_body, prefer_value, if_present)
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        # The deadline reaches the connection urllib3 picks (its sends and its answer's
-        # reader) through this context variable; the reader keeps it for the body.
-        deadline_token = _DEADLINE.set(deadline)
-        try:
-            response = self._pool.urlopen(
-                "POST",
-                f"/{verb}",
-                body=body,
-                headers={**self._headers, **headers},
-                preload_content=False,
-                decode_content=False,
-            )
-            data = self._read_body(response)
-        except urllib3.exceptions.HTTPError as error:
-            raise self._no_answer(error, deadline) from error
-        finally:
-            _DEADLINE.reset(deadline_token)
+        with call_deadline(self.timeout) as deadline:
+            try:
+                response = self._pool.urlopen(
+                    "POST",
+                    f"/{verb}",
+                    body=body,
+                    headers={**self._headers, **headers},
+                    preload_content=False,
+                    decode_content=False,
+                )
+                data = self._read_body(response)
+            except urllib3.exceptions.HTTPError as error:
+                raise self._no_answer(error, deadline) from error
         if response.status < 300 or response.status in allowed:
             return response.status, data
         raise _error(response.status, data)
@@ -386,88 +378,3 @@ class AnswerBody:
 def _answer_too_large(status: int, limit: int) -> MemflaskAnswerTooLarge:
     message = f"the answer is over max_answer_bytes ({limit:,} bytes); not read"
     return MemflaskAnswerTooLarge(status, "answer_too_large", message)
-
-
-# -- deadlines on urllib3's connections ---------------------------------------------------
-
-# The deadline (time.monotonic()) of the call this thread is making, or None. urllib3
-# picks the pooled connection itself, so the call hands its deadline over here.
-_DEADLINE: contextvars.ContextVar[Optional[float]] = contextvars.ContextVar(
-    "memflask_client_deadline", default=None
-)
-
-
-def _time_left(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise socket.timeout("the call's deadline has passed")
-    return left
-
-
-class _DeadlineReader(io.RawIOBase):
-    """The socket as http.client reads an answer, each read bounded by the time left.
-
-    A socket timeout bounds one read only: a server sending a byte before each timeout
-    would hold a call for ever, in the header block or in the body. Here every read waits
-    for what is left of the call's deadline and no more. The reader also notes the end of
-    the stream, which http.client takes for the end of a header block cut short.
-    """
-
-    def __init__(self, sock: socket.socket, deadline: Optional[float]):
-        super().__init__()
-        self._sock = sock
-        self._raw = sock.makefile("rb", buffering=0)
-        self._deadline = deadline
-        self.ended = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> Optional[int]:
-        if self._deadline is not None:
-            self._sock.settimeout(_time_left(self._deadline))
-        count = self._raw.readinto(buffer)
-        self.ended = self.ended or count == 0
-        return count
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-class _DeadlineResponse(http.client.HTTPResponse):
-    """http.client's answer, read through a _DeadlineReader with the call's deadline."""
-
-    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any):
-        super().__init__(sock, *args, **kwargs)
-        self.fp.close()  # http.client's own reader, not read from yet
-        self._reader = _DeadlineReader(sock, _DEADLINE.get())
-        self.fp = io.BufferedReader(self._reader)
-
-    def begin(self) -> None:
-        super().begin()
-        if self._reader.ended:  # http.client would serve what came as a whole answer
-            raise http.client.RemoteDisconnected("the answer's header block was cut short")
-
-
-class _DeadlineSending:
-    """A connection whose sends wait only for what is left of the call's deadline."""
-
-    response_class = _DeadlineResponse
-
-    def send(self, data: Any) -> None:
-        deadline = _DEADLINE.get()
-        if deadline is not None and self.sock is not None:  # type: ignore[attr-defined]
-            self.sock.settimeout(_time_left(deadline))  # type: ignore[attr-defined]
-        super().send(data)  # type: ignore[misc]
-
-
-class _DeadlineHTTPConnection(_DeadlineSending, urllib3.connection.HTTPConnection):
-    pass
-
-
-class _DeadlineHTTPSConnection(_DeadlineSending, urllib3.connection.HTTPSConnection):
-    pass
-
-
-_DEADLINE_CONNECTIONS = {"http": _DeadlineHTTPConnection, "https": _DeadlineHTTPSConnection}
