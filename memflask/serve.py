@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import resource
 import signal
 import sys
 import threading
@@ -19,10 +18,19 @@ from waitress.channel import HTTPChannel
 from waitress.task import WSGITask
 
 from . import __version__
+from .fd_limits import connections_that_fit
+from .waitress_channel import BoundedOutputChannel, stalled_connections_sweeper
 
 KIB = 1024
+MIB = 1024 * KIB
 # Concurrent connections served; past it waitress stops accepting until one closes.
 CONNECTION_LIMIT = 4096
+# A waitress connection's descriptors: its socket, and a temporary file for a body past
+# waitress's inbuf_overflow (512 KiB) or for answers past its outbuf_overflow (1 MiB).
+FDS_PER_CONNECTION = 2
+# A connection's answers waiting for the client to read them, past which its next
+# pipelined request waits (waitress's default is 16 MiB; see memflask.waitress_channel).
+OUTPUT_HIGH_WATERMARK = 1 * MIB
 # A connection idle this long is closed (waitress's default is 120 s).
 IDLE_SECONDS = 60
 # How long a stop waits for in-flight requests to be answered before closing anyway.
@@ -45,25 +53,22 @@ def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
         # waitress's default of 100 connections let 100 idle or slow sockets lock every
         # other client out. A connection costs one file descriptor and a few KiB; select()
         # cannot watch descriptors past 1024, poll() can.
+        # (GracefulServer fits it to the open-file limit.)
         "connection_limit": CONNECTION_LIMIT,
         "asyncore_use_poll": True,
+        # Also how long a connection's unread output may make no progress before it is
+        # closed (memflask.waitress_channel).
         "channel_timeout": IDLE_SECONDS,
+        "outbuf_high_watermark": OUTPUT_HIGH_WATERMARK,
     }
 
 
-def allow_connection_limit() -> None:
-    """Raise this process's open-file limit to what CONNECTION_LIMIT needs, if allowed."""
-    needed = CONNECTION_LIMIT + 256  # listening socket, trigger, logs, snapshot files...
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
-        if raised < needed:
-            log.warning(
-                "open files are limited to %d: fewer than %d connections can be served",
-                raised,
-                CONNECTION_LIMIT,
-            )
+def allow_connection_limit() -> int:
+    """Raise this process's open-file limit to what CONNECTION_LIMIT needs, if allowed.
+
+    Returns the connections the limit leaves room for (see memflask.fd_limits).
+    """
+    return connections_that_fit(CONNECTION_LIMIT, FDS_PER_CONNECTION)
 
 
 class BodilessKeepAliveTask(WSGITask):
@@ -197,7 +202,6 @@ class GracefulServer:
 
     def __init__(self, app: Flask, **overrides: Any):
         keep_alive_after_bodiless_answers()
-        allow_connection_limit()
         queue_logger = logging.getLogger("waitress.queue")
         if QUEUE_WARNINGS not in queue_logger.filters:
             queue_logger.addFilter(QUEUE_WARNINGS)
@@ -205,10 +209,17 @@ class GracefulServer:
         if "listen" in overrides:  # waitress refuses host and port beside listen
             del options["host"], options["port"]
         options.update(overrides)
+        # Accepting with no descriptor left spins: fewer connections, one warning line.
+        options["connection_limit"] = connections_that_fit(
+            int(options["connection_limit"]), FDS_PER_CONNECTION
+        )
         try:
             self.server = _create_waitress_server(app, **options)
         except OSError as error:
             raise CannotListen.from_error(error, options) from None
+        # Request threads that never wait for a client to read, and strict framing.
+        self.server.channel_class = BoundedOutputChannel
+        self._close_stalled_connections = stalled_connections_sweeper(self.server)
         self._stopping = threading.Event()
         self._stopping_at_once = threading.Event()
         # Reentrant: a signal handler calling stop() may interrupt the loop thread while
@@ -249,6 +260,7 @@ class GracefulServer:
         try:
             while not self._stopping.is_set():
                 self._turn(self.server.adj.asyncore_loop_timeout)
+                self._close_stalled_connections()
             log.info("stopping: finishing requests in flight")
             wasyncore.dispatcher.close(self.server)  # stop accepting; the trigger and channels stay
             deadline = time.monotonic() + DRAIN_SECONDS
@@ -264,6 +276,7 @@ class GracefulServer:
                 log.warning("stopping at once: requests in flight are not answered")
                 return
             self._turn(0.05)
+            self._close_stalled_connections()
 
     def _stop_request_threads(self, deadline: float) -> None:
         """Let request threads finish until `deadline` or a stop at once, then cancel the rest.
