@@ -253,3 +253,40 @@ def test_the_command_exits_4_with_one_line(attack):
     assert (result.returncode, result.stdout) == (4, ""), result.stderr
     assert result.stderr.count("\n") == 1 and f" {code})" in result.stderr, result.stderr
     assert elapsed < COMMAND_BOUND, f"{elapsed:.1f} s"
+
+
+def attack_twice_then_answer() -> Behaviour:
+    """The first connection gets an oversized answer, the second a trickle, the rest "ok"."""
+    attacks = iter([send_a_huge_body_unannounced, trickle_the_body])
+
+    def behaviour(connection: socket.socket, stop: threading.Event) -> None:
+        next(attacks, answer_ok)(connection, stop)
+
+    return behaviour
+
+
+def test_a_client_stays_usable_after_a_refused_answer():
+    """A refused answer's connection is closed, not pooled: the next call gets its own."""
+    with HostileServer(attack_twice_then_answer()) as server:
+        client = Client(server.url, timeout=TIMEOUT, max_answer_bytes=LIMIT)
+        for code in ("answer_too_large", "timeout"):
+            with pytest.raises(MemflaskError) as raised:
+                client.get("k")
+            assert raised.value.code == code
+        assert client.get("k") == "ok"
+        client.close()
+
+
+def test_an_async_client_stays_usable_after_a_refused_answer():
+    async def calls(url: str) -> list[str]:
+        outcomes = []
+        async with AsyncClient(url, timeout=TIMEOUT, max_answer_bytes=LIMIT) as client:
+            for _ in range(3):
+                try:
+                    outcomes.append(await client.get("k"))
+                except MemflaskError as error:
+                    outcomes.append(error.code)
+        return outcomes
+
+    with HostileServer(attack_twice_then_answer()) as server:
+        assert asyncio.run(calls(server.url)) == ["answer_too_large", "timeout", "ok"]
