@@ -246,8 +246,8 @@ class AsyncClient:
     async def _read_body(self, response: httpx.Response) -> bytes:
         """The answer's body, read as it arrives and counted: over max_answer_bytes, it
         is refused and the connection closed (leaving the stream unread closes it)."""
-        check_answer_head(response.status_code, response.headers, self.max_answer_bytes)
-        answer = AnswerBody(response.status_code, self.max_answer_bytes)
+        check_answer_head(response.headers, self.max_answer_bytes)
+        answer = AnswerBody(self.max_answer_bytes)
         async for chunk in response.aiter_raw():
             answer.add(chunk)
         return answer.whole()

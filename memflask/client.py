@@ -290,8 +290,8 @@ class Client:
         """The answer's body, read in chunks and counted: over max_answer_bytes, refused
         (the connection is closed, not drained). A cut body raises urllib3's ProtocolError."""
         try:
-            check_answer_head(response.status, response.headers, self.max_answer_bytes)
-            body = AnswerBody(response.status, self.max_answer_bytes)
+            check_answer_head(response.headers, self.max_answer_bytes)
+            body = AnswerBody(self.max_answer_bytes)
             while True:
                 chunk = response.read(READ_CHUNK_BYTES, decode_content=False)
                 if not chunk:
@@ -344,23 +344,25 @@ def _error(status: int, body: bytes) -> MemflaskError:
     return kind(status, code, message)
 
 
-def check_answer_head(status: int, headers: Mapping[str, str], limit: int) -> None:
+def check_answer_head(headers: Mapping[str, str], limit: int) -> None:
     """Refuse an answer before its body: one announced over `limit` bytes, or one in a
-    Content-Encoding not asked for (its decoded size is unknown until decoded)."""
+    Content-Encoding not asked for (its decoded size is unknown until decoded).
+
+    Like a cut or late answer, these are no usable answer: status 0, whatever the server's.
+    """
     encoding = headers.get("Content-Encoding", "identity")
     if encoding.lower() != "identity":
-        raise MemflaskServerError(status, "unreadable_answer", f"Content-Encoding {encoding!r}")
+        raise MemflaskServerError(0, "unreadable_answer", f"Content-Encoding {encoding!r}")
     length = headers.get("Content-Length", "")
     # Past 18 digits it is over any limit (and int() of thousands of digits is refused).
     if length.isascii() and length.isdigit() and (len(length) > 18 or int(length) > limit):
-        raise _answer_too_large(status, limit)
+        raise _answer_too_large(limit)
 
 
 class AnswerBody:
     """An answer's body as its chunks arrive, refused as soon as it passes `limit` bytes."""
 
-    def __init__(self, status: int, limit: int):
-        self.status = status
+    def __init__(self, limit: int):
         self.limit = limit
         self.size = 0
         self._chunks: list[bytes] = []
@@ -368,13 +370,13 @@ class AnswerBody:
     def add(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.size > self.limit:
-            raise _answer_too_large(self.status, self.limit)
+            raise _answer_too_large(self.limit)
         self._chunks.append(chunk)
 
     def whole(self) -> bytes:
         return b"".join(self._chunks)
 
 
-def _answer_too_large(status: int, limit: int) -> MemflaskAnswerTooLarge:
+def _answer_too_large(limit: int) -> MemflaskAnswerTooLarge:
     message = f"the answer is over max_answer_bytes ({limit:,} bytes); not read"
-    return MemflaskAnswerTooLarge(status, "answer_too_large", message)
+    return MemflaskAnswerTooLarge(0, "answer_too_large", message)
