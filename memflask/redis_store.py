@@ -210,9 +210,7 @@ class RedisStore(Store):
             found = self._read_shards(by_shard, now)
         return {key: found[key] for key in keys if key in found}
 
-    def _read_shard(
-        self, shard: str, keys: list[str], now: tuple[str, float]
-    ) -> dict[str, Item]:
+    def _read_shard(self, shard: str, keys: list[str], now: tuple[str, float]) -> dict[str, Item]:
         names = [f"{shard}item:{key}" for key in keys]
         answer = self.scripts.call(
             "read", [*self._shard_keys(shard), *names], [now[0], f"{shard}item:", *keys]
@@ -524,7 +522,7 @@ class RedisStore(Store):
         pipe = client.pipeline(transaction=False)
         for name in names:
             pipe.hmget(name, FIELDS)
-        now = self.clock()
+        now = self._server_now(client)  # Redis's clock judges expiry, as in the scripts
         live = [
             self._key_of(name)
             for name, fields in zip(names, pipe.execute())

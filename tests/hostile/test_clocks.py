@@ -218,6 +218,14 @@ def test_hosts_an_hour_apart_agree_on_an_absolute_expire(two_hosts):
     assert ttl_of(ahead, "k") in (29, 30)
 
 
+def test_hosts_an_hour_apart_list_the_same_keys(two_hosts):
+    right, ahead = two_hosts
+    assert right.get(f"/set?key=k&value=v&expire={int(time.time()) + 30}").status_code == 204
+    for client in (right, ahead):
+        answer = client.get("/keys", query_string={"limit": 10})
+        assert (answer.status_code, answer.json["keys"]) == (200, ["k"])
+
+
 def test_hosts_an_hour_apart_see_an_item_expire_together(two_hosts):
     right, ahead = two_hosts
     assert ahead.get("/set?key=k&value=v&ttl=1").status_code == 204
