@@ -1,5 +1,6 @@
 """Hostile connections on waitress: clients that never read their answers, and requests
-framed both by Content-Length and by Transfer-Encoding (request smuggling)."""
+framed both by Content-Length and by Transfer-Encoding (request smuggling), the latter
+also on granian."""
 
 from __future__ import annotations
 
@@ -173,3 +174,14 @@ def test_content_length_with_transfer_encoding_is_refused_and_closed(live_server
     assert answer.count(b"HTTP/1.") == 1  # one answer: the trailing request never ran
     status, _, _ = live_server.request("GET", "/get?key=smuggled")
     assert status == 404
+
+
+@pytest.mark.parametrize("version", sorted(FRAMED_TWICE))
+def test_granian_answers_a_request_framed_twice_once_and_closes(granian_server, version):
+    """hyper frames such a request by its Transfer-Encoding alone and closes the connection
+    after answering it (RFC 9112 section 6.1 allows both ways): nothing to mend there."""
+    with connect(granian_server.port) as sock:
+        sock.sendall(FRAMED_TWICE[version].encode())
+        answer = read_until_closed(sock)
+    assert answer.count(b"HTTP/1.") == 1, answer[:400]
+    assert granian_server.store.peek("smuggled") is None
