@@ -75,26 +75,29 @@ def error_code(body: bytes) -> str:
 
 
 def attack_while_probing(port: int, attack: Callable[[], Any]) -> tuple[Any, float]:
-    """Run `attack` in a thread and time a fresh /healthz meanwhile: (its result, seconds)."""
+    """Run `attack` in a thread and a fresh /healthz meanwhile: (the attack's result, the
+    longer of the two's durations in seconds)."""
     outcome: dict[str, Any] = {}
 
     def run() -> None:
+        started = time.monotonic()
         try:
             outcome["result"] = attack()
         except Exception as error:  # reported below, in the test's thread
             outcome["error"] = error
+        outcome["seconds"] = time.monotonic() - started
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    time.sleep(0.2)  # let the attack reach the server first
+    time.sleep(0.5)  # let the attack reach the server first
     started = time.monotonic()
     status, _ = call(port, "GET", "/healthz", timeout=ATTACK_SECONDS)
-    seconds = time.monotonic() - started
+    healthz_seconds = time.monotonic() - started
     thread.join(timeout=ATTACK_SECONDS)
     assert not thread.is_alive(), "the attack was not answered"
     assert "error" not in outcome, outcome.get("error")
     assert status == 200
-    return outcome["result"], seconds
+    return outcome["result"], max(healthz_seconds, outcome["seconds"])
 
 
 # -- item 1: If-Match and If-None-Match are parsed in linear time, and bounded ---------------
@@ -117,10 +120,10 @@ def test_a_pathological_condition_header_is_refused_at_once(request, served, tar
     if not value.isascii() and request.node.callspec.params["served"] == "granian":
         pytest.skip("granian hands the app an empty value for a header that is not ASCII")
     assert call(served, "GET", "/set?key=k&value=before")[0] == 204
-    (status, body), healthz_seconds = attack_while_probing(
+    (status, body), seconds = attack_while_probing(
         served, lambda: call(served, "GET", target, {header: value}, timeout=ATTACK_SECONDS)
     )
-    assert healthz_seconds < LIVENESS_SECONDS
+    assert seconds < LIVENESS_SECONDS
     assert status == 400 and error_code(body) == "header_too_long"
     assert call(served, "GET", "/get?key=k") == (200, b"before")
 
@@ -196,11 +199,11 @@ def test_any_condition_header_finds_the_tags_it_found_before(header):
 
 
 def test_a_condition_header_over_the_cap_is_refused():
-    assert headers.MAX_CONDITION_HEADER_CHARS == MAX_CONDITION_HEADER_CHARS
     with pytest.raises(Refusal) as refused:
         Conditions.from_headers('"1"' + " " * MAX_CONDITION_HEADER_CHARS, None)
     assert refused.value.status == 400 and refused.value.code == "header_too_long"
     assert "If-Match" in refused.value.message
+    assert headers.MAX_CONDITION_HEADER_CHARS == MAX_CONDITION_HEADER_CHARS
 
 
 # -- item 2: a refused Host is not remembered --------------------------------------------------
@@ -400,11 +403,11 @@ def hidden_parameters_body(max_bytes: int) -> tuple[bytes, int]:
 def test_the_issues_utf16_body_of_270k_parameters_is_refused_at_once(served, app):
     body, parameters = hidden_parameters_body(app.config["MAX_CONTENT_LENGTH"])
     assert parameters > 270_000
-    (status, answer), healthz_seconds = attack_while_probing(
+    (status, answer), seconds = attack_while_probing(
         served,
         lambda: call(served, "POST", "/set", {"Content-Type": JSON}, body, ATTACK_SECONDS),
     )
-    assert healthz_seconds < LIVENESS_SECONDS
+    assert seconds < LIVENESS_SECONDS
     assert status == 400 and error_code(answer) == "invalid_encoding"
 
 
