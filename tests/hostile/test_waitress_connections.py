@@ -5,14 +5,20 @@ also on granian."""
 from __future__ import annotations
 
 import http.client
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from memflask.serve import GracefulServer
+
+from ..conftest import ROOT, free_port, wait_until_serving
 
 MIB = 1024 * 1024
 # Each non-reader pipelines 24 /get of a 1 MiB value: 24 MiB of answers, past waitress's
@@ -185,3 +191,55 @@ def test_granian_answers_a_request_framed_twice_once_and_closes(granian_server, 
         answer = read_until_closed(sock)
     assert answer.count(b"HTTP/1.") == 1, answer[:400]
     assert granian_server.store.peek("smuggled") is None
+
+
+@pytest.fixture
+def waitress_serve(tmp_path: Path) -> Iterator[int]:
+    """The port of `waitress-serve wsgi:app`, the production command, with 4 threads."""
+    port = free_port()
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "APP_ENV": "production",
+        "MEMFLASK_THREADS": "4",
+        "MEMFLASK_INSTANCE_PATH": str(tmp_path),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "wsgi:app"],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_serving(port, process)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_waitress_serve_wsgi_app_is_protected_alike(waitress_serve):
+    port = waitress_serve
+    sockets = open_non_readers(port, store_a_large_value(port))
+    try:
+        time.sleep(0.5)
+        assert healthz_within(port, 10)
+    finally:
+        for sock in sockets:
+            sock.close()
+    with connect(port) as sock:
+        sock.sendall(FRAMED_TWICE["HTTP/1.1"].encode())
+        answer = read_until_closed(sock)
+    assert answer.split(b" ", 2)[1] == b"400", answer[:200]
+    assert get_status(port, "/get?key=smuggled") == 404
+
+
+def get_status(port: int, target: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", target)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
