@@ -9,8 +9,9 @@ from memflask.granian_server import prepare_worker
 from memflask.serve import adopt_waitress_serve
 
 # waitress-serve imports this module before it builds its server: from here on it serves
-# memflask as `python -m memflask` does (limits, keep-alive, graceful SIGTERM; see
-# memflask.serve.adopt_waitress_serve). Other servers never call waitress.create_server.
+# memflask as `python -m memflask` does (limits, connections bounded, keep-alive, graceful
+# SIGTERM; see memflask.serve.adopt_waitress_serve). Other servers never call
+# waitress.create_server.
 adopt_waitress_serve()
 
 try:

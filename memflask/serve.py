@@ -411,8 +411,11 @@ def adopt_waitress_serve() -> None:
     waitress-serve imports wsgi.py, then calls waitress.serve, which builds its server
     through `waitress.create_server` looked up at call time. Put in its place, memflask's
     Serving brings the same limits (header and body sized for MAX_VALUE_BYTES, the
-    connection limit), keep-alive after 204/304, a graceful stop on SIGTERM with the
-    last snapshot saved, and exit status 0. waitress-serve's own options still win.
+    connection limit fitted to the open files), connections that hold no thread while
+    their client does not read and refuse a request framed twice
+    (memflask.waitress_channel), keep-alive after 204/304, a graceful stop on SIGTERM
+    with the last snapshot saved, and exit status 0. waitress-serve's own options still
+    win (the connection limit is then fitted too).
     """
 
     def create_server(app: Any, **options: Any) -> Any:
