@@ -8,7 +8,10 @@ written one item a line, so that it can be read a line at a time and stays valid
     ["other","value",null]
     ]}
 
-Items are listed least recently used first and keep their absolute expiry times.
+Items are listed least recently used first and keep their absolute expiry times. An
+item given a relative `ttl` (which runs by the monotonic clock, a process's own) is saved
+as the Unix time its seconds left end at the save, as memcached converts its own clock's
+expiries at a restart, and is loaded as an absolute expiry; the format is unchanged.
 A save writes a temporary file beside the snapshot, fsyncs it and renames it over the
 old one, so a crash mid-save leaves the previous snapshot whole (the next start removes
 the temporary file it left). Writes made after the last save are lost on a crash: a

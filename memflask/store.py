@@ -422,9 +422,17 @@ class MemoryStore(Store):
             if item is not None:
                 # The clock is read only for an item that expires (an Item is its expiry).
                 if item != NEVER:
-                    now = time.time() if self._injected_clock is None else self._injected_clock()
-                    if self._wall_offset is not None and self._follow_wall_steps(now):
-                        item = self._items[key]  # its expiry moved with the wall clock
+                    if item.__class__ is TtlItem:
+                        # By the monotonic clock, whatever the wall clock did: no step to
+                        # look for on the hottest path (see _follow_wall_steps).
+                        monotonic = self._injected_monotonic
+                        now = self._wall_offset + (
+                            time.monotonic() if monotonic is None else monotonic()
+                        )
+                    else:
+                        now = (
+                            time.time() if self._injected_clock is None else self._injected_clock()
+                        )
                     if item <= now:
                         self._expire(key)
                         self._misses += 1
@@ -461,8 +469,12 @@ class MemoryStore(Store):
         self._lock.acquire()  # not `with`: see get()
         try:
             now = time.time() if self._injected_clock is None else self._injected_clock()
-            if self._wall_offset is not None:
-                self._follow_wall_steps(now)
+            offset = self._wall_offset
+            if offset is not None:  # TtlItems held: did the wall clock step? (inline: hot)
+                monotonic = self._injected_monotonic
+                step = now - offset - (time.monotonic() if monotonic is None else monotonic())
+                if step >= WALL_STEP_SECONDS or step <= -WALL_STEP_SECONDS:
+                    self._follow_wall_steps(now)
             items = self._items
             current = items.get(key)
             if current is not None and current <= now:
@@ -630,9 +642,15 @@ class MemoryStore(Store):
     def _follow_wall_steps(self, now: float) -> bool:
         """Keep TtlItems' instants `now`-relative if the wall clock stepped; True if it did.
 
-        A relative ttl runs by the monotonic clock: when wall minus monotonic time moves by
-        a step, every TtlItem's instant moves by it too, so the seconds it has left stay.
-        One pass over the items: a step is rare, and the reads meanwhile stay O(1).
+        A relative ttl runs by the monotonic clock: a TtlItem's instant is its monotonic
+        deadline plus _wall_offset (wall minus monotonic time when last in step). When that
+        difference moves by a step, every TtlItem's instant and the offset move by it, so
+        the seconds it has left stay; get() judges a TtlItem by the monotonic clock plus the
+        offset, right before and after. One pass over the items: a step is rare. Checked
+        by every write and every read but get() (each reads the wall clock anyway), so
+        /ttl, snapshots and the expiry index see instants on the wall clock's time. A
+        drift under WALL_STEP_SECONDS (clocks slewed apart: not on Linux, whose monotonic
+        clock is slewed with the wall clock) moves nothing until it adds up to one.
         """
         step = now - self._monotonic() - self._wall_offset
         if -WALL_STEP_SECONDS < step < WALL_STEP_SECONDS:

@@ -57,6 +57,13 @@ def test_a_wall_step_back_of_an_hour_does_not_lengthen_a_ttl(client, clock):
     assert get(client, "k") is None
 
 
+def test_a_get_alone_after_a_step_back_judges_a_ttl_by_the_monotonic_clock(client, clock):
+    client.get("/set?key=k&value=v&ttl=60")
+    clock.step_wall(-HOUR)
+    clock.tick(60)
+    assert get(client, "k") is None  # the first request since the step: a /get
+
+
 def test_an_absolute_expire_follows_the_wall_clock(client, clock):
     now = int(clock())
     assert client.get(f"/set?key=later&value=v&expire={now + 100}").status_code == 204
