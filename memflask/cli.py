@@ -1,7 +1,8 @@
 """The `memflask` command: `memflask serve`, and get/set/delete/incr/decr/stats/flush.
 
 Exit codes scripts can rely on: 0 done; 1 the key is absent (get); 2 bad usage or a bad
-setting; 3 the server refused the request (4xx); 4 no usable answer (down, 5xx).
+setting; 3 the server refused the request (4xx); 4 no usable answer (down, 5xx, late past
+--timeout, cut short, or over --max-answer-bytes).
 """
 
 from __future__ import annotations
