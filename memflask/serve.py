@@ -105,17 +105,21 @@ class EveryFewSeconds(logging.Filter):
     """Lets one record through per `seconds`, saying how many were held back meanwhile.
 
     waitress warns "Task queue depth is N" for every request queued behind busy threads:
-    hundreds of lines a second under a burst, which bury everything else.
+    hundreds of lines a second under a burst, which bury everything else. With
+    `starting_with`, only records whose message starts so are held back.
     """
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, starting_with: str = ""):
         super().__init__()
         self.seconds = seconds
+        self.starting_with = starting_with
         self._next = 0.0
         self._held = 0
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.starting_with):
+            return True
         with self._lock:
             now = time.monotonic()
             if now < self._next:
@@ -128,6 +132,10 @@ class EveryFewSeconds(logging.Filter):
 
 
 QUEUE_WARNINGS = EveryFewSeconds(10)
+# waitress says each time its connections reach the limit and drop below it: with clients
+# waiting in the backlog, as connections close one by one, two lines per connection.
+CONNECTION_LIMIT_REACHED = EveryFewSeconds(10, "total open connections reached")
+CONNECTION_LIMIT_LEFT = EveryFewSeconds(10, "total open connections dropped below")
 
 
 class WithoutRequestLines(logging.Filter):
@@ -202,9 +210,14 @@ class GracefulServer:
 
     def __init__(self, app: Flask, **overrides: Any):
         keep_alive_after_bodiless_answers()
-        queue_logger = logging.getLogger("waitress.queue")
-        if QUEUE_WARNINGS not in queue_logger.filters:
-            queue_logger.addFilter(QUEUE_WARNINGS)
+        for logger_name, warnings in (
+            ("waitress.queue", QUEUE_WARNINGS),
+            ("waitress", CONNECTION_LIMIT_REACHED),
+            ("waitress", CONNECTION_LIMIT_LEFT),
+        ):
+            logger = logging.getLogger(logger_name)
+            if warnings not in logger.filters:
+                logger.addFilter(warnings)
         options = waitress_options(app.config)
         if "listen" in overrides:  # waitress refuses host and port beside listen
             del options["host"], options["port"]
