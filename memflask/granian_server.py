@@ -27,6 +27,7 @@ from flask import Config, Flask
 
 from . import config
 from .app import create_app
+from .fd_limits import connections_that_fit
 from .serve import DRAIN_SECONDS, startup_line, waitress_options
 
 # The name granian gives its worker processes (multiprocessing.Process(name=...)).
@@ -73,6 +74,11 @@ def granian_options(settings: Mapping[str, Any], workers: int = 1) -> dict[str, 
         "blocking_threads": blocking_threads(settings),
         # HTTP/1 only, as waitress: HTTP/2 would bring a header limit of its own.
         "http": HTTPModes.http1,
+        # Connections served at once, idle ones included, as waitress's connection_limit:
+        # granian's default (1,024) let as many silent sockets lock every client out.
+        # Fitted to the open-file limit (raised in this process, inherited by the workers):
+        # past it, accept() fails at once, over and over (memflask.fd_limits).
+        "backpressure": connections_that_fit(limits["connection_limit"]),
         # hyper's read buffer bounds the request head: the same limit as waitress's
         # (hyper refuses a URL over 64 KiB whatever it is, so a larger value goes in a
         # body). The body limit is the app's own: granian streams the body to the app,
