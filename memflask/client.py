@@ -290,7 +290,10 @@ class Client:
         """The answer's body, read in chunks and counted: over max_answer_bytes, refused
         (the connection is closed, not drained). A cut body raises urllib3's ProtocolError."""
         try:
-            check_answer_head(response.headers, self.max_answer_bytes)
+            length = check_answer_head(response.headers, self.max_answer_bytes)
+            if length is not None and not response.chunked:
+                # http.client reads exactly `length` (within the limit) in one call.
+                return response.read(decode_content=False)
             body = AnswerBody(self.max_answer_bytes)
             while True:
                 chunk = response.read(READ_CHUNK_BYTES, decode_content=False)
@@ -344,9 +347,10 @@ def _error(status: int, body: bytes) -> MemflaskError:
     return kind(status, code, message)
 
 
-def check_answer_head(headers: Mapping[str, str], limit: int) -> None:
+def check_answer_head(headers: Mapping[str, str], limit: int) -> Optional[int]:
     """Refuse an answer before its body: one announced over `limit` bytes, or one in a
-    Content-Encoding not asked for (its decoded size is unknown until decoded).
+    Content-Encoding not asked for (its decoded size is unknown until decoded). Answer
+    the announced Content-Length, if any.
 
     Like a cut or late answer, these are no usable answer: status 0, whatever the server's.
     """
@@ -355,8 +359,11 @@ def check_answer_head(headers: Mapping[str, str], limit: int) -> None:
         raise MemflaskServerError(0, "unreadable_answer", f"Content-Encoding {encoding!r}")
     length = headers.get("Content-Length", "")
     # Past 18 digits it is over any limit (and int() of thousands of digits is refused).
-    if length.isascii() and length.isdigit() and (len(length) > 18 or int(length) > limit):
+    if not (length.isascii() and length.isdigit()):
+        return None
+    if len(length) > 18 or int(length) > limit:
         raise _answer_too_large(limit)
+    return int(length)
 
 
 class AnswerBody:
