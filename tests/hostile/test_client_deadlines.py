@@ -101,6 +101,17 @@ def send_a_huge_body_unannounced(connection: socket.socket, stop: threading.Even
     connection.sendall(b"0\r\n\r\n")
 
 
+def send_a_huge_chunked_body_announced_small(
+    connection: socket.socket, stop: threading.Event
+) -> None:
+    # Both framings: HTTP says chunked wins, so the small Content-Length bounds nothing.
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+    connection.sendall(head)
+    for _ in range(CHUNKS):
+        connection.sendall(FRAMED_CHUNK)
+    connection.sendall(b"0\r\n\r\n")
+
+
 def cut_the_body(connection: socket.socket, stop: threading.Event) -> None:
     connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
 
@@ -209,6 +220,10 @@ ATTACKS = {
     "endless_header_block": (never_finish_the_header_block, "timeout"),
     "announced_huge_body": (announce_a_huge_body, "answer_too_large"),
     "unannounced_huge_body": (send_a_huge_body_unannounced, "answer_too_large"),
+    "chunked_huge_body_announced_small": (
+        send_a_huge_chunked_body_announced_small,
+        "answer_too_large",
+    ),
     "cut_body": (cut_the_body, "connection_error"),
     "cut_header_block": (cut_the_header_block, "connection_error"),
 }
