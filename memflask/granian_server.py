@@ -6,7 +6,8 @@ the store lives in the worker, and its last snapshot save has to happen there to
 the worker exits: `prepare_worker` arranges it. It also refuses the memory store in one
 of several workers (each would hold a cache of its own, and a client would see a key
 come and go with the worker that answers), and mends granian's WSGI environ where
-memflask relies on what waitress gives (`GranianEnviron`).
+memflask relies on what waitress gives (`GranianEnviron`), reading each request body
+before the app runs, so a client sending its body slowly holds one thread, not the app.
 
 granian is an optional extra (`pip install memflask[granian]`): nothing here imports it
 until a server is built, so memflask imports without it.
@@ -20,6 +21,8 @@ import io
 import multiprocessing
 import multiprocessing.util
 import sys
+import threading
+import time
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -27,11 +30,25 @@ from flask import Config, Flask
 
 from . import config
 from .app import create_app
+from .errors import HTTPRefusal
 from .fd_limits import connections_that_fit
+from .hotpath import STATUS_LINES, wsgi_headers
+from .pipeline import render_refusal
 from .serve import DRAIN_SECONDS, startup_line, waitress_options
 
 # The name granian gives its worker processes (multiprocessing.Process(name=...)).
 WORKER_PROCESS_NAME = "granian-worker"
+# How long a client may take to send a request's header block (granian's default is
+# 30 s): past it, its connection is closed and its place given to another client.
+HEADER_SECONDS = 10
+# A request whose body took longer than this to arrive is answered 408 (connection
+# closed) and its command never runs: at least 0.5 MiB/s for the largest body.
+BODY_SECONDS = 10
+# granian's blocking threads in each worker: the threads that read request bodies (a
+# client sending its body slowly holds one until it is done or gone; granian reads a
+# body only on the thread that runs the request, and has no timeout for it). They take
+# turns to run the app (see `app_slots`); idle ones end after 30 s (granian's default).
+BLOCKING_THREADS = 64
 
 
 class WorkersRefused(config.ConfigError):
@@ -81,9 +98,12 @@ def granian_options(settings: Mapping[str, Any], workers: int = 1) -> dict[str, 
         "backpressure": connections_that_fit(limits["connection_limit"]),
         # hyper's read buffer bounds the request head: the same limit as waitress's
         # (hyper refuses a URL over 64 KiB whatever it is, so a larger value goes in a
-        # body). The body limit is the app's own: granian streams the body to the app,
-        # which refuses it past MAX_CONTENT_LENGTH.
-        "http1_settings": HTTP1Settings(max_buffer_size=limits["max_request_header_size"]),
+        # body). The body limit is the app's own: GranianEnviron reads the body, and the
+        # app refuses it past MAX_CONTENT_LENGTH.
+        "http1_settings": HTTP1Settings(
+            max_buffer_size=limits["max_request_header_size"],
+            header_read_timeout=HEADER_SECONDS * 1000,
+        ),
         "websockets": False,  # WSGI has none; saying so spares a line in the log
         # A stop waits for requests in flight as waitress's does, DRAIN_SECONDS at most;
         # then granian kills the worker, and its last snapshot save is lost. granian's
@@ -93,12 +113,22 @@ def granian_options(settings: Mapping[str, Any], workers: int = 1) -> dict[str, 
 
 
 def blocking_threads(settings: Mapping[str, Any]) -> int:
-    """The Python threads that run the app in each granian worker.
+    """granian's blocking threads in each worker: BLOCKING_THREADS, at least THREADS.
+
+    They read request bodies, and take turns to run the app (`app_slots`): a client
+    sending its body at 1 byte/s held granian's one thread, and every request behind it.
+    """
+    return max(BLOCKING_THREADS, settings["THREADS"])
+
+
+def app_slots(settings: Mapping[str, Any]) -> int:
+    """How many of granian's threads may run the app at once (GranianEnviron).
 
     One on the memory store: its requests never wait for I/O, so more threads only take
-    turns at the GIL, and one served /get about twice as fast as four (bench/README.md).
-    On Redis a thread waits out each round trip, and a stalled Redis must not hold every
-    request behind one: THREADS, as waitress has.
+    turns at the GIL (one served /get about twice as fast as four, bench/README.md; many
+    threads waiting for this slot instead of the GIL serve it as fast as one). On Redis a
+    thread waits out each round trip, and a stalled Redis must not hold every request
+    behind one: THREADS, as waitress has.
     """
     return 1 if settings["STORE_URL"].startswith("memory://") else settings["THREADS"]
 
@@ -173,7 +203,9 @@ def prepare_worker(app: Flask) -> Flask:
     # return once every request in flight is answered) and after an exception alike.
     lifecycle = app.extensions["memflask"].lifecycle
     multiprocessing.util.Finalize(None, lifecycle.shutdown, exitpriority=0)
-    app.wsgi_app = GranianEnviron(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
+    app.wsgi_app = GranianEnviron(  # type: ignore[method-assign]
+        app.wsgi_app, app.config["MAX_CONTENT_LENGTH"], app_slots(app.config)
+    )
     return app
 
 
@@ -195,31 +227,64 @@ def parent_granian() -> Any:
 
 
 class GranianEnviron:
-    """WSGI middleware: granian's environ, mended where memflask relies on what waitress gives.
+    """WSGI middleware: granian's environ, mended where memflask relies on what waitress
+    gives, and the body read before the app runs, as waitress reads it.
 
+    - The body is read whole (bounded, below) by granian's thread before that thread
+      takes its turn at the app (`slots`: one on the memory store), so a client sending
+      its body slowly holds that one thread, never the app. A body that took more than
+      BODY_SECONDS is answered 408 and its command never runs.
     - A chunked body comes whole, with its CONTENT_LENGTH and without its
       Transfer-Encoding, as waitress hands it over. granian streams it unlimited, yet
       marks the input `wsgi.input_terminated`, so Werkzeug trusts that the server
       limited it and would read any size into memory. Read here up to one byte past
       MAX_CONTENT_LENGTH, it is refused by memflask's own check on the length (the JSON
-      413), and the rest is never read.
+      413), and the rest is never read. A Content-Length over MAX_CONTENT_LENGTH is
+      refused by its length, unread.
     - A request without a Host header has no HTTP_HOST, as memflask's Host check expects
       (it skips such requests: no browser sends one); granian sets it to "" instead.
     """
 
-    def __init__(self, wsgi_app: Callable, max_body_bytes: int):
+    def __init__(self, wsgi_app: Callable, max_body_bytes: int, slots: int = 1):
         self.wsgi_app = wsgi_app
         self.max_body_bytes = max_body_bytes
+        # Threads waiting for the app wait here, not for the GIL (see app_slots).
+        self.slots = threading.Semaphore(slots)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        if "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" in environ:
-            body = read_at_most(environ["wsgi.input"], self.max_body_bytes + 1)
-            environ["wsgi.input"] = io.BytesIO(body)
-            environ["CONTENT_LENGTH"] = str(len(body))
-            del environ["HTTP_TRANSFER_ENCODING"]  # Werkzeug ignores the length beside it
+        if environ.get("CONTENT_LENGTH", "") not in ("", "0") or (
+            "HTTP_TRANSFER_ENCODING" in environ
+        ):
+            started = time.monotonic()
+            self.read_body(environ)
+            if time.monotonic() - started > BODY_SECONDS:
+                return body_too_slow(start_response)
         if environ.get("HTTP_HOST") == "":
             del environ["HTTP_HOST"]
-        return self.wsgi_app(environ, start_response)
+        with self.slots:
+            return self.wsgi_app(environ, start_response)
+
+    def read_body(self, environ: dict[str, Any]) -> None:
+        """Read the body into memory: up to its length, or one byte past the limit."""
+        length = environ.get("CONTENT_LENGTH", "")
+        if length:
+            if not length.isdigit() or int(length) > self.max_body_bytes:
+                return  # refused by its length (or its form), unread
+            environ["wsgi.input"] = io.BytesIO(read_at_most(environ["wsgi.input"], int(length)))
+            return
+        body = read_at_most(environ["wsgi.input"], self.max_body_bytes + 1)
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        del environ["HTTP_TRANSFER_ENCODING"]  # Werkzeug ignores the length beside it
+
+
+def body_too_slow(start_response: Callable) -> Iterable[bytes]:
+    """memflask's JSON 408 for a body that took more than BODY_SECONDS; connection closed."""
+    message = f"the request body took more than {BODY_SECONDS} s to arrive"
+    refusal = HTTPRefusal(408, "request_timeout", message, (("Connection", "close"),))
+    answer = render_refusal(refusal)
+    start_response(STATUS_LINES[answer.status], wsgi_headers(answer))
+    return [answer.body]
 
 
 def read_at_most(stream: Any, limit: int) -> bytes:

@@ -31,7 +31,14 @@ from granian.http import HTTP1Settings
 
 from memflask import create_app
 from memflask.cli import main
-from memflask.granian_server import granian_options, prepare_worker
+from memflask.granian_server import (
+    BLOCKING_THREADS,
+    HEADER_SECONDS,
+    app_slots,
+    granian_options,
+    prepare_worker,
+)
+from memflask.serve import waitress_options
 
 from .conftest import ROOT, free_port, state_of, wait_until_serving
 from .granian_app import CONTROL_PATH, SECRET_HEADER
@@ -391,20 +398,25 @@ def test_wsgi_py_serves_under_granian(start):
     assert request(served.port, "GET", "/get?key=k") == (200, b"v")
 
 
-def test_granian_gets_memflasks_address_and_head_limit_and_one_thread_on_memory():
+def test_granian_gets_memflasks_address_and_limits_and_one_app_slot_on_memory():
     app = create_app({"HOST": "127.0.0.2", "PORT": 8123, "THREADS": 7, "MAX_VALUE_BYTES": 1000})
     options = granian_options(app.config)
-    assert (options["address"], options["port"], options["blocking_threads"]) == (
-        "127.0.0.2",
-        8123,
-        1,  # the memory store never waits for I/O: more threads only contend for the GIL
-    )
+    assert (options["address"], options["port"]) == ("127.0.0.2", 8123)
     assert (options["workers"], options["http1_settings"].max_buffer_size) == (1, HEAD_LIMIT)
+    # Threads enough that clients sending bodies slowly hold only threads of their own,
+    # taking turns at the app one at a time: the memory store never waits for I/O, and
+    # more at once only contend for the GIL.
+    assert options["blocking_threads"] == BLOCKING_THREADS
+    assert app_slots(app.config) == 1
+    # As many connections as waitress serves, and silent ones closed after HEADER_SECONDS.
+    assert options["backpressure"] == waitress_options(app.config)["connection_limit"]
+    assert options["http1_settings"].header_read_timeout == HEADER_SECONDS * 1000
 
 
-def test_granian_runs_threads_threads_on_redis():
+def test_granian_runs_the_app_on_threads_threads_at_once_on_redis():
     settings = {**create_app({"THREADS": 7}).config, "STORE_URL": "redis://127.0.0.1:1/0"}
-    assert granian_options(settings)["blocking_threads"] == 7
+    assert granian_options(settings)["blocking_threads"] == BLOCKING_THREADS
+    assert app_slots(settings) == 7
 
 
 def test_prepare_worker_leaves_an_app_outside_granian_as_it_was():
