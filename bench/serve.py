@@ -6,9 +6,11 @@ same for all of them and the ratios measure the apps:
 - waitress: memflask's own settings (serve.waitress_options, THREADS worker threads), and
   memflask's fix that keeps connections open after 204 and 304 answers.
   `python -m bench.serve NAME PORT` serves app NAME on waitress.
-- granian: its own command (not memflask's `serve --server granian`), one worker, HTTP/1,
-  the blocking threads memflask serve picks: one for the apps that never wait for I/O
-  (the GIL makes more only take turns), THREADS for those on Redis. The
+- granian: its own command (not memflask's `serve --server granian`), one worker, HTTP/1.
+  memflask as memflask serve runs it (`prepare_worker`: BLOCKING_THREADS threads that read
+  bodies and take turns at the app, one at a time on the memory store, THREADS on Redis);
+  each reference on as many threads as memflask runs the app at once (one for the apps
+  that never wait for I/O, the GIL makes more only take turns; THREADS on Redis). The
   Redis section also runs memflask on Redis with two workers, which only a shared store
   allows.
 """
@@ -21,6 +23,7 @@ import sys
 from typing import Any, Callable
 
 from memflask import create_app
+from memflask.granian_server import prepare_worker
 
 from .references import (
     bare_redis_app,
@@ -33,8 +36,9 @@ SERVERS = ("waitress", "granian")
 
 
 def memflask_app() -> Any:
-    """memflask as it runs in production: no request log, the hot path on (its default)."""
-    return create_app({"APP_ENV": "production"})
+    """memflask as it runs in production: no request log, the hot path on (its default);
+    in a granian worker, fitted to it as memflask's entry points do (elsewhere: as is)."""
+    return prepare_worker(create_app({"APP_ENV": "production"}))
 
 
 APPS: dict[str, Callable[[], Any]] = {
@@ -54,13 +58,15 @@ def memflask_settings() -> Any:
 
 
 def granian_threads(app: str, store_url: str) -> int:
-    """granian's blocking threads for `app`, as memflask serve --server granian picks them
-    (memflask.granian_server.blocking_threads): every app here gets the same rule."""
-    from memflask.granian_server import blocking_threads
+    """granian's blocking threads for `app`: memflask's as memflask serve --server granian
+    picks them (memflask.granian_server.blocking_threads); a reference's, as many as
+    memflask runs the app on at once (app_slots), its best."""
+    from memflask.granian_server import app_slots, blocking_threads
 
     if app in REDIS_APPS:
         store_url = "redis://"
-    return blocking_threads({"STORE_URL": store_url, "THREADS": memflask_settings()["THREADS"]})
+    settings = {"STORE_URL": store_url, "THREADS": memflask_settings()["THREADS"]}
+    return blocking_threads(settings) if app == "memflask" else app_slots(settings)
 
 
 def granian_installed() -> bool:
