@@ -229,7 +229,8 @@ def test_a_forged_cursor_can_neither_end_nor_read_another_clients_scan(client):
     assert status == 200 and cursor
     position, _, tag = cursor.rpartition(".")
     # A forger knows the format but not the seal: every made-up cursor is refused.
-    for forged in ["1-999999", "1-0", "999999", f"{position}.{tag[:-1]}A", f"{position}9.{tag}"]:
+    made_up = ["1-999999", "1-0", "999999", "\u00e9.\u00e9", "-1.", ".", "0"]
+    for forged in [*made_up, f"{position}.{tag[:-1]}A", f"{position}9.{tag}"]:
         if forged != cursor:
             assert scan_page(client, "a:", forged)[0] == 400, forged
     for _ in range(100):  # the real scan goes on to its end (pages of Redis's whole database)
