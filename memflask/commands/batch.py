@@ -114,10 +114,12 @@ class Batch(Command):
         surely_only = False  # once one was left out, keep only results that surely fit
         for entry in entries:
             room = free + reserved
-            result = outcome(self._run(store, entry, context._replace(max_answer_bytes=room)))
+            result = outcome(self._run(store, entry, context, room))
             least, most = json_bounds(result)
             size = None
-            if least <= room and (most <= room or not surely_only):
+            if most <= min(room, SMALL_RESULT_BYTES):
+                size = most  # a small result is charged its most: no encoding
+            elif least <= room and (most <= room or not surely_only):
                 size = json_size(result)  # past `room` at most once: bounded work
             if size is None or size > room:
                 outcomes.append(left_out)
@@ -128,13 +130,21 @@ class Batch(Command):
         return Result(200, data=outcomes)
 
     @staticmethod
-    def _run(store: Store, entry: BatchEntry, context: Context) -> Result:
-        if entry.command is None:
+    def _run(store: Store, entry: BatchEntry, context: Context, room: int) -> Result:
+        command = entry.command
+        if command is None:
             return refused(UnknownVerb(f"unknown verb {entry.verb!r}"))
-        # The entry's own limits: an /mget in a batch answers at most the room left.
-        return run(entry.command, store, Params(entry.params.values, context))
+        if not command.bounds_its_answer:
+            return run(command, store, entry.params)
+        # An /mget in a batch answers at most the room left: it reads no more than that.
+        return run(
+            command, store, Params(entry.params.values, context._replace(max_answer_bytes=room))
+        )
 
 
+# A result this small at most is charged its most, as a bound: measuring it exactly would
+# cost more than the bytes it may overstate (1,000 of them, at most 1 MB of 16 MiB).
+SMALL_RESULT_BYTES = 1024
 # The result left out of a batch's answer, for want of room.
 LEFT_OUT = (
     "left out: the answer would pass MAX_ANSWER_BYTES ({limit} bytes); the command ran, "

@@ -34,25 +34,49 @@ def string_bounds(text: str) -> tuple[int, int]:
     return len(text) + 2, most * len(text) + 2
 
 
+# JSON's constants, by their exact size.
+CONSTANT_SIZES = {None: 4, True: 4, False: 5}
+
+
 def json_bounds(data: Any) -> tuple[int, int]:
-    """The least and the most JSON bytes `data` takes, strings left unencoded."""
-    if isinstance(data, str):
-        return string_bounds(data)
-    if isinstance(data, dict):
-        # The braces and the commas between members, then each `"name":value`.
+    """The least and the most JSON bytes `data` takes, strings left unencoded.
+
+    Written for speed on a /batch's results (small dicts of ints and strings): no
+    encoding, and a number's size is exact.
+    """
+    kind = data.__class__
+    if kind is str:
+        most = ASCII_CHAR_MOST if data.isascii() else OTHER_CHAR_MOST
+        return len(data) + 2, most * len(data) + 2
+    if kind is int:
+        size = len(repr(data))
+        return size, size
+    if kind is dict or kind is list or kind is tuple:
+        # The brackets and the commas between members; a dict's `"name":` before each.
         least = most = 1 + len(data) if data else 2
-        for name, value in data.items():
-            name_least, name_most = string_bounds(str(name))
-            value_least, value_most = json_bounds(value)
-            least += name_least + 1 + value_least
-            most += name_most + 1 + value_most
+        if kind is dict:
+            for name, value in data.items():
+                # Inline for names and strings: a call per member costs more than the rest.
+                name = name if name.__class__ is str else str(name)
+                least += len(name) + 3  # its quotes and the colon
+                most += (ASCII_CHAR_MOST if name.isascii() else OTHER_CHAR_MOST) * len(name) + 3
+                if value.__class__ is str:
+                    least += len(value) + 2
+                    most += (ASCII_CHAR_MOST if value.isascii() else OTHER_CHAR_MOST) * len(
+                        value
+                    ) + 2
+                else:
+                    value_least, value_most = json_bounds(value)
+                    least += value_least
+                    most += value_most
+        else:
+            for value in data:
+                value_least, value_most = json_bounds(value)
+                least += value_least
+                most += value_most
         return least, most
-    if isinstance(data, (list, tuple)):
-        least = most = 1 + len(data) if data else 2
-        for value in data:
-            value_least, value_most = json_bounds(value)
-            least += value_least
-            most += value_most
-        return least, most
-    size = json_size(data)  # a number, true, false or null: a few bytes
+    if data is None or data is True or data is False:
+        size = CONSTANT_SIZES[data]
+        return size, size
+    size = json_size(data)  # a float, or a type json.dumps may refuse: as it does
     return size, size

@@ -132,6 +132,7 @@ class ListKeys(Command):
         Limit(),
     )
     refusals = (InvalidCursor,)
+    bounds_its_answer = True
     answers = {
         200: json_content(
             {

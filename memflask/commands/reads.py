@@ -58,6 +58,7 @@ class MultiGet(Command):
     refusals = (AnswerTooLarge,)
     answers = {200: json_content({"type": "object", "additionalProperties": {"type": "string"}})}
     Args = KeysArgs
+    bounds_its_answer = True
 
     def validate(self, params: Params) -> KeysArgs:
         context = params.context
