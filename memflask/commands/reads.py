@@ -10,7 +10,7 @@ from ..headers import Conditions
 from ..params import INT64_MAX, Key, Keys, Params
 from ..store import Item, Store
 from .base import TEXT, Command, Result, json_content
-from .budget import string_bounds, string_size
+from .budget import ASCII_CHAR_MOST, OTHER_CHAR_MOST, string_size
 
 
 class GetArgs(NamedTuple):
@@ -84,15 +84,30 @@ class MultiGet(Command):
 
 
 def _hit_size(key: str, item: Item, room: int, limit: int) -> int:
-    """The JSON bytes a hit takes in the answer; refuse the /mget if they pass `room`."""
-    least = string_bounds(key)[0] + string_bounds(item.value)[0] + 2
-    size = least if least > room else string_size(key) + string_size(item.value) + 2
+    """The JSON bytes a hit takes in the answer (`"key":"value",`), or a bound of them;
+    refuse the /mget if they pass `room`."""
+    value = item.value
+    # Inline bounds (budget.string_bounds): most hits are small, and charged their most.
+    most = (
+        (ASCII_CHAR_MOST if key.isascii() else OTHER_CHAR_MOST) * len(key)
+        + (ASCII_CHAR_MOST if value.isascii() else OTHER_CHAR_MOST) * len(value)
+        + 6
+    )
+    if most <= SMALL_HIT_BYTES and most <= room:
+        return most
+    size = len(key) + len(value) + 6  # the least
+    if size <= room:
+        size = string_size(key) + string_size(value) + 2
     if size > room:
         raise AnswerTooLarge(
             f"the hits would pass MAX_ANSWER_BYTES ({limit} bytes) of JSON; "
             "ask for fewer keys per /mget"
         )
     return size
+
+
+# A hit this small at most is charged its most, as a bound (see batch.SMALL_RESULT_BYTES).
+SMALL_HIT_BYTES = 1024
 
 
 class KeyArgs(NamedTuple):
