@@ -303,8 +303,11 @@ class Store(ABC):
     # -- what scans cost: the work budget of a /batch (memflask/commands/budget.py) ---------
 
     def scan_size(self) -> int:
-        """How many entries a whole scan of this store examines (its keys, expired or not)."""
-        raise NotImplementedError
+        """How many entries a whole scan of this store examines (its keys, expired or not).
+
+        By default the live keys /stats counts; a backend that knows better says so.
+        """
+        return self.stats()["keyCount"]
 
     def scan_cost(self, size: int, cursor: str, limit: int) -> int:
         """At most how many entries one scan() call examines, `size` being scan_size()."""
