@@ -248,8 +248,9 @@ class GranianEnviron:
     def __init__(self, wsgi_app: Callable, max_body_bytes: int, slots: int = 1):
         self.wsgi_app = wsgi_app
         self.max_body_bytes = max_body_bytes
-        # Threads waiting for the app wait here, not for the GIL (see app_slots).
-        self.slots = threading.Semaphore(slots)
+        # Threads waiting for the app wait here, not for the GIL (see app_slots); a Lock
+        # for one slot, as Semaphore is written in Python.
+        self.slots = threading.Lock() if slots == 1 else threading.BoundedSemaphore(slots)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("CONTENT_LENGTH", "") not in ("", "0") or (

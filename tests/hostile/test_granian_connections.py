@@ -114,6 +114,19 @@ def test_silent_sockets_leave_a_fresh_request_answered(open_files_for_silent_soc
             sock.close()
 
 
+def granian_version() -> tuple[int, ...]:
+    from granian import __version__
+
+    return tuple(int(part) for part in __version__.split(".")[:2] if part.isdigit())
+
+
+# granian before 2.7 (the last release for Python 3.9 is 2.5.7) starts another blocking
+# thread only when two requests wait: a lone request behind a slow body waits for it.
+@pytest.mark.xfail(
+    granian_version() < (2, 7),
+    reason="granian < 2.7 starts another thread only for a second waiting request",
+    strict=True,
+)
 def test_a_slow_body_holds_neither_the_app_nor_its_connection_forever(granian_port):
     head = (
         "POST /set HTTP/1.1\r\nHost: 127.0.0.1\r\n"
