@@ -25,9 +25,10 @@ KIB = 1024
 MIB = 1024 * KIB
 # Concurrent connections served; past it waitress stops accepting until one closes.
 CONNECTION_LIMIT = 4096
-# A waitress connection's descriptors: its socket, and a temporary file for a body past
-# waitress's inbuf_overflow (512 KiB) or for answers past its outbuf_overflow (1 MiB).
-FDS_PER_CONNECTION = 2
+# A waitress connection's descriptors: its socket, a temporary file for a body past
+# waitress's inbuf_overflow (512 KiB), and up to two for answers past its outbuf_overflow
+# (1 MiB): the unread earlier ones and the one being written.
+FDS_PER_CONNECTION = 4
 # A connection's answers waiting for the client to read them, past which its next
 # pipelined request waits (waitress's default is 16 MiB; see memflask.waitress_channel).
 OUTPUT_HIGH_WATERMARK = 1 * MIB

@@ -142,7 +142,7 @@ def test_more_clients_than_open_files_neither_spin_nor_flood_the_log(server):
 def test_the_connection_limit_fits_the_open_files():
     script = (
         "from memflask.fd_limits import connections_that_fit as fit;"
-        "print(fit(4096, 2), fit(50, 2), fit(4096, 1))"
+        "print(fit(4096, 4), fit(40, 4), fit(4096, 1))"
     )
     finished = subprocess.run(
         [sys.executable, "-c", script],
@@ -152,6 +152,6 @@ def test_the_connection_limit_fits_the_open_files():
         text=True,
         timeout=60,
     )
-    # (256 - 64 reserved) / 2 per waitress connection; 50 fit; 192 of granian's.
-    assert finished.stdout.split() == ["96", "50", "192"], finished
+    # (256 - 64 reserved) / 4 per waitress connection; 40 fit; 192 of granian's.
+    assert finished.stdout.split() == ["48", "40", "192"], finished
     assert finished.stderr.count("open files are limited to 256") == 2, finished.stderr
