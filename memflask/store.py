@@ -671,6 +671,7 @@ class MemoryStore(Store):
         seconds_before += 1 if self._due_second is not None and self._due_bucket[0] else 0
         self._rebuild_expiry_index()
         self._bytes += (len(self._buckets) - seconds_before) * EXPIRY_SECOND_BYTES
+        self._make_room(now)  # the seconds' buckets may have grown past MAX_BYTES
         self._changes += 1
         return True
 
