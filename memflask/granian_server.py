@@ -49,6 +49,13 @@ BODY_SECONDS = 10
 # body only on the thread that runs the request, and has no timeout for it). They take
 # turns to run the app (see `app_slots`); idle ones end after 30 s (granian's default).
 BLOCKING_THREADS = 64
+# How many of them may be reading a request body at once. A read cannot be interrupted
+# (BODY_SECONDS is checked after it returns), so 64 clients each dripping a body held
+# every thread, and a fresh /healthz waited for them. 16 threads stay for requests
+# without a body and for bodies already read; a body that finds no reader free is
+# answered 503 `busy` at once, unread. A body that came in its first packets is read at
+# once, so a reader is held only briefly by every client but a slow one.
+BODY_READERS = BLOCKING_THREADS - 16
 
 
 class WorkersRefused(config.ConfigError):
@@ -233,7 +240,9 @@ class GranianEnviron:
     - The body is read whole (bounded, below) by granian's thread before that thread
       takes its turn at the app (`slots`: one on the memory store), so a client sending
       its body slowly holds that one thread, never the app. A body that took more than
-      BODY_SECONDS is answered 408 and its command never runs.
+      BODY_SECONDS is answered 408 and its command never runs. At most `readers` threads
+      read bodies at once; a body past them is answered 503 (`busy`), unread, so slow
+      bodies never hold every thread.
     - A chunked body comes whole, with its CONTENT_LENGTH and without its
       Transfer-Encoding, as waitress hands it over. granian streams it unlimited, yet
       marks the input `wsgi.input_terminated`, so Werkzeug trusts that the server
@@ -245,9 +254,17 @@ class GranianEnviron:
       (it skips such requests: no browser sends one); granian sets it to "" instead.
     """
 
-    def __init__(self, wsgi_app: Callable, max_body_bytes: int, slots: int = 1):
+    def __init__(
+        self,
+        wsgi_app: Callable,
+        max_body_bytes: int,
+        slots: int = 1,
+        readers: int = BODY_READERS,
+    ):
         self.wsgi_app = wsgi_app
         self.max_body_bytes = max_body_bytes
+        # Taken without waiting: a thread waiting here would be held as a reader is.
+        self.readers = threading.BoundedSemaphore(readers)
         # Threads waiting for the app wait here, not for the GIL (see app_slots); a Lock
         # for one slot, as Semaphore is written in Python.
         self.slots = threading.Lock() if slots == 1 else threading.BoundedSemaphore(slots)
@@ -256,8 +273,13 @@ class GranianEnviron:
         if environ.get("CONTENT_LENGTH", "") not in ("", "0") or (
             "HTTP_TRANSFER_ENCODING" in environ
         ):
-            started = time.monotonic()
-            self.read_body(environ)
+            if not self.readers.acquire(blocking=False):
+                return readers_busy(start_response)
+            try:
+                started = time.monotonic()
+                self.read_body(environ)
+            finally:
+                self.readers.release()
             if time.monotonic() - started > BODY_SECONDS:
                 return body_too_slow(start_response)
         if environ.get("HTTP_HOST") == "":
@@ -283,6 +305,17 @@ def body_too_slow(start_response: Callable) -> Iterable[bytes]:
     """memflask's JSON 408 for a body that took more than BODY_SECONDS; connection closed."""
     message = f"the request body took more than {BODY_SECONDS} s to arrive"
     refusal = HTTPRefusal(408, "request_timeout", message, (("Connection", "close"),))
+    answer = render_refusal(refusal)
+    start_response(STATUS_LINES[answer.status], wsgi_headers(answer))
+    return [answer.body]
+
+
+def readers_busy(start_response: Callable) -> Iterable[bytes]:
+    """memflask's JSON 503 for a body that found BODY_READERS bodies being read; connection
+    closed (its body is left unread), and a retry invited in a second."""
+    message = "too many request bodies are being read at once: retry in a second"
+    headers = (("Retry-After", "1"), ("Connection", "close"))
+    refusal = HTTPRefusal(503, "busy", message, headers)
     answer = render_refusal(refusal)
     start_response(STATUS_LINES[answer.status], wsgi_headers(answer))
     return [answer.body]

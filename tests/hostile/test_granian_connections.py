@@ -12,6 +12,7 @@ import contextlib
 import http.client
 import os
 import resource
+import select
 import signal
 import socket
 import subprocess
@@ -34,6 +35,8 @@ HEADER_SECONDS = 10
 BODY_SECONDS = 10
 # A form body sent 1 byte a second: it takes longer than BODY_SECONDS to arrive.
 DRIPPED_BODY = b"key=drip&value=x"
+# What a slow body announces and never sends: one byte of it holds a reader.
+DRIPPING_LENGTH = 1024 * 1024
 
 
 @pytest.fixture
@@ -155,3 +158,56 @@ def test_a_slow_body_holds_neither_the_app_nor_its_connection_forever(granian_po
     assert b'"error":"request_timeout"' in answer or answer == b""
     status, _, _ = fresh_get(granian_port, "/get?key=drip")
     assert status == 404
+
+
+def dripping_post(port: int) -> socket.socket:
+    """A /set that announces a 1 MiB body and sends 1 byte of it: a reader held."""
+    head = (
+        "POST /set HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {DRIPPING_LENGTH}\r\n\r\nk"
+    )
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(head.encode())
+    return sock
+
+
+def answered_within(sockets: list[socket.socket], seconds: float) -> list[bytes]:
+    """The first bytes of every answer among `sockets` that came within `seconds`."""
+    answers: list[bytes] = []
+    waiting = list(sockets)
+    deadline = time.monotonic() + seconds
+    while waiting and time.monotonic() < deadline:
+        readable, _, _ = select.select(waiting, [], [], max(0.0, deadline - time.monotonic()))
+        for sock in readable:
+            waiting.remove(sock)
+            with contextlib.suppress(OSError):
+                answers.append(sock.recv(4096))
+    return answers
+
+
+def test_slow_bodies_leave_threads_for_fresh_requests(granian_port):
+    from memflask.granian_server import BLOCKING_THREADS, BODY_READERS
+
+    dripping: list[socket.socket] = []
+    try:
+        # More slow bodies than granian has threads: before, every thread read one, and
+        # every fresh request waited for them (granian has no body read timeout).
+        for _ in range(BLOCKING_THREADS + 2):
+            dripping.append(dripping_post(granian_port))
+        # The bodies past BODY_READERS are answered 503 at once, unread.
+        refused = answered_within(dripping, FRESH_SECONDS)
+        assert len(refused) >= BLOCKING_THREADS + 2 - BODY_READERS
+        assert all(answer.startswith(b"HTTP/1.1 503 ") for answer in refused), refused[:1]
+        status, body, _ = fresh_get(granian_port, "/healthz")
+        assert (status, body) == (200, b'{"status":"ok"}\n')
+        status, _, _ = fresh_get(granian_port, "/get?key=missing")
+        assert status == 404
+        # A further body: 503 `busy` at once, a retry invited, its connection closed.
+        with dripping_post(granian_port) as further:
+            (answer,) = answered_within([further], FRESH_SECONDS) or [b""]
+            assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+            assert b'"error":"busy"' in answer and b"retry-after: 1" in answer.lower()
+    finally:
+        for sock in dripping:
+            sock.close()
