@@ -74,6 +74,20 @@ def wait_until_serving(port: int, process: subprocess.Popen) -> None:
     raise AssertionError("the server did not start")
 
 
+@contextlib.contextmanager
+def serving(command: list[str], port: int, environment: dict) -> Iterator[subprocess.Popen]:
+    """A memflask server process run from the checkout, answering on `port`; stopped after."""
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_until_serving(port, process)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 class FakeClock:
     """A clock the test moves by hand: Unix seconds, starting at a round number.
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 from memflask import allocator
 
-from ..conftest import ROOT, free_port, wait_until_serving
+from ..conftest import free_port, serving
 
 MIB = 1024 * 1024
 CAP = 16 * MIB
@@ -67,15 +66,7 @@ def test_rss_growth_stays_within_the_memory_formula() -> None:
         "MEMFLASK_MAX_BYTES": str(CAP),
         "MEMFLASK_THREADS": str(WRITERS),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "memflask"],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until_serving(port, process)
+    with serving([sys.executable, "-m", "memflask"], port, environment) as process:
         before = resident_mib(process.pid)
         failures: list = []
         writers = [
@@ -90,9 +81,6 @@ def test_rss_growth_stays_within_the_memory_formula() -> None:
         assert failures == []
         growth = resident_mib(process.pid) - before
         assert growth <= 1.3 * CAP / MIB + 32, f"RSS grew by {growth:.1f} MiB"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")

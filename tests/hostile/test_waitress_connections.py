@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -18,7 +17,7 @@ import pytest
 
 from memflask.serve import GracefulServer
 
-from ..conftest import ROOT, free_port, wait_until_serving
+from ..conftest import free_port, serving
 
 MIB = 1024 * 1024
 # Each non-reader pipelines 24 /get of a 1 MiB value: 24 MiB of answers, past waitress's
@@ -203,19 +202,9 @@ def waitress_serve(tmp_path: Path) -> Iterator[int]:
         "MEMFLASK_THREADS": "4",
         "MEMFLASK_INSTANCE_PATH": str(tmp_path),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "wsgi:app"],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until_serving(port, process)
+    command = [sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "wsgi:app"]
+    with serving(command, port, environment):
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_waitress_serve_wsgi_app_is_protected_alike(waitress_serve):
