@@ -214,17 +214,28 @@ return {{'deleted', '', '0', '', '0', now_text}}
 
 WRITE_SCRIPTS = {kind: PRELUDE + WRITE_PRELUDE + body for kind, body in WRITE_BODIES.items()}
 
-# Reads of keys in one shard: ARGV[3] on are the keys; answers value, version, expiry
-# per key ('' and version '0' for a miss), counting each hit and miss, then its now.
+# Reads of keys in one shard. ARGV[3] is the byte room ('' none): the hits' values come
+# back only while the hits take at most that many bytes, each its key's and value's bytes
+# plus 6 (`"key":"value",`, the least JSON of it), else their sizes instead, so a read
+# that cannot fit an answer never sends its values. ARGV[4] is '1' to count each hit and
+# miss; ARGV[5] on are the keys. Answers value, version, expiry per key ('' and version
+# '0' for a miss), its now, the bytes the hits take, then 'values', or 'sizes' with each
+# hit's value slot holding that least size.
 READ_SCRIPT = (
     PRELUDE
     + """
-local found = {}
-for i = 3, #ARGV do
+local room = tonumber(ARGV[3])
+local counted = ARGV[4] == '1'
+local found, sizes, seen, used = {}, {}, {}, 0
+for i = 5, #ARGV do
   local value, version, e = load(ARGV[i])
-  count_read(value)
+  if counted then count_read(value) end
   if value then
-    found[#found + 1] = value
+    local size = #ARGV[i] + #value + 6
+    if not seen[ARGV[i]] then used = used + size end  -- a key asked twice answers once
+    seen[ARGV[i]] = true
+    sizes[#found + 1] = size
+    found[#found + 1] = (room and used > room) and '' or value
     found[#found + 1] = fmt(version)
   else
     found[#found + 1] = ''
@@ -233,6 +244,13 @@ for i = 3, #ARGV do
   found[#found + 1] = e
 end
 found[#found + 1] = now_text
+found[#found + 1] = used
+if room and used > room then
+  for slot, size in pairs(sizes) do found[slot] = tostring(size) end
+  found[#found + 1] = 'sizes'
+else
+  found[#found + 1] = 'values'
+end
 return found
 """
 )

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 import zlib
 from collections import defaultdict
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence
 
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError, WatchError
@@ -77,6 +76,16 @@ def _tags(tags: Optional[frozenset[str]]) -> str:
 
 def _text(value: Optional[bytes]) -> str:
     return "" if value is None else value.decode("utf-8")
+
+
+class ShardRead(NamedTuple):
+    """One call of the read script: keys of one shard, the byte room of their values
+    (None: no bound; see get_many_within), and whether it counts hits and misses."""
+
+    shard: str
+    keys: list[str]
+    room: Optional[int] = None
+    counted: bool = True
 
 
 class Scripts:
@@ -172,8 +181,8 @@ class RedisStore(Store):
         if expires_at is not None:
             if expires_at <= now:
                 return None
-            if host_now is not None and host_now != now:
-                expires_at = expires_at - now + host_now
+            if host_now is not None:
+                expires_at = _on_host_clock(expires_at, now, host_now)
         item = Item(_text(value), expires_at)
         item.version = int(version)
         return item
@@ -188,59 +197,97 @@ class RedisStore(Store):
         server_now = self._server_time()
         if server_now is not None:
             return server_now
-        seconds, microseconds = client.time()
-        return seconds + microseconds / 1_000_000
+        return _microseconds(client.time()) / 1_000_000
 
     # -- reads ---------------------------------------------------------------------------
 
     @guarded
     def get(self, key: str) -> Optional[Item]:
-        return self._read_shard(self._shard(key), [key], self._now_argument()).get(key)
+        shard = self._shard(key)
+        now = self._now_argument()
+        answer = self._read_answers([ShardRead(shard, [key])], now)[0]
+        return self._found([key], answer, now).get(key)
 
     @guarded
     def get_many(self, keys: Iterable[str]) -> dict[str, Item]:
         keys = list(keys)
+        now = self._now_argument()
+        reads = [ShardRead(shard, found) for shard, found in self._by_shard(keys).items()]
+        found: dict[str, Item] = {}
+        for read, answer in zip(reads, self._read_answers(reads, now)):
+            found.update(self._found(read.keys, answer, now))
+        return {key: found[key] for key in keys if key in found}
+
+    @guarded
+    def get_many_within(self, keys: Iterable[str], room: int) -> Optional[dict[str, Item]]:
+        """get_many, or None if the hits take more than `room` bytes, each its key's and
+        value's UTF-8 bytes plus 6: the least JSON of `"key":"value",` in an /mget's answer.
+
+        The scripts sum the sizes and send the values only within the room, so no more
+        than about `room` bytes of values comes back: one round trip (a pipeline), or two
+        when a few shards' hits are larger than their even share of the room. Each key is
+        counted once as a hit or a miss, fitting or not.
+        """
+        keys = list(keys)
+        now = self._now_argument()
+        by_shard = self._by_shard(keys)
+        share = room // max(1, len(by_shard))
+        reads = [ShardRead(shard, found, share) for shard, found in by_shard.items()]
+        answers = self._read_answers(reads, now)
+        used = sum(int(answer[-2]) for answer in answers)
+        if used > room:
+            return None
+        found: dict[str, Item] = {}
+        larger = []  # the shards past their share: read again, their sizes known to fit
+        for read, answer in zip(reads, answers):
+            if answer[-1] == b"values":
+                found.update(self._found(read.keys, answer, now))
+            else:
+                own_room = room - used + int(answer[-2])
+                larger.append(ShardRead(read.shard, read.keys, own_room, counted=False))
+        for read, answer in zip(larger, self._read_answers(larger, now)):
+            if answer[-1] != b"values":  # grown since past the room
+                return None
+            found.update(self._found(read.keys, answer, now))
+        return {key: found[key] for key in keys if key in found}
+
+    def _by_shard(self, keys: list[str]) -> dict[str, list[str]]:
         by_shard: dict[str, list[str]] = defaultdict(list)
         for key in keys:
             by_shard[self._shard(key)].append(key)
-        now = self._now_argument()
-        if len(by_shard) == 1:
-            found = self._read_shard(*by_shard.popitem(), now)
-        else:
-            found = self._read_shards(by_shard, now)
-        return {key: found[key] for key in keys if key in found}
+        return by_shard
 
-    def _read_shard(self, shard: str, keys: list[str], now: tuple[str, float]) -> dict[str, Item]:
-        names = [f"{shard}item:{key}" for key in keys]
-        answer = self.scripts.call(
-            "read", [*self._shard_keys(shard), *names], [now[0], f"{shard}item:", *keys]
-        )
-        return self._found(keys, answer, now)
-
-    def _read_shards(
-        self, by_shard: dict[str, list[str]], now: tuple[str, float]
-    ) -> dict[str, Item]:
-        """Read many shards in one round trip (a pipeline of one script call per shard)."""
-        found: dict[str, Item] = {}
-        pending = list(by_shard.items())
+    def _read_answers(self, reads: list[ShardRead], now: tuple[str, float]) -> list[list]:
+        """The read script's answer for each shard's read: one call, or one round trip
+        for many (a pipeline of one script call per shard)."""
+        calls = [
+            (
+                [*self._shard_keys(read.shard), *[f"{read.shard}item:{key}" for key in read.keys]],
+                [
+                    now[0],
+                    f"{read.shard}item:",
+                    "" if read.room is None else read.room,
+                    "1" if read.counted else "0",
+                    *read.keys,
+                ],
+            )
+            for read in reads
+        ]
+        if len(calls) == 1:
+            return [self.scripts.call("read", *calls[0])]
+        answers: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
         for _ in range(2):  # once more for the shards whose call met NOSCRIPT
-            calls = [
-                (
-                    [*self._shard_keys(shard), *[f"{shard}item:{key}" for key in keys]],
-                    [now[0], f"{shard}item:", *keys],
-                )
-                for shard, keys in pending
-            ]
             retry = []
-            for (shard, keys), answer in zip(pending, self._call_many("read", calls)):
+            for index, answer in zip(pending, self._call_many("read", [calls[i] for i in pending])):
                 if isinstance(answer, NoScriptError):
-                    retry.append((shard, keys))  # not run: nothing counted yet
+                    retry.append(index)  # not run: nothing counted yet
                 elif isinstance(answer, Exception):
                     raise answer
                 else:
-                    found.update(self._found(keys, answer, now))
+                    answers[index] = answer
             if not retry:
-                return found
+                return answers
             self.scripts.shas.pop("read", None)
             pending = retry
         raise StoreUnavailable("redis kept answering NOSCRIPT")
@@ -270,7 +317,7 @@ class RedisStore(Store):
 
     def _found(self, keys: list[str], answer: list, now: tuple[str, float]) -> dict[str, Item]:
         found = {}
-        server_now = float(answer[-1])  # the script's
+        server_now = float(answer[-3])  # the script's
         for index, key in enumerate(keys):
             item = self._item(answer[3 * index : 3 * index + 3], server_now, now[1])
             if item is not None:
@@ -338,8 +385,8 @@ class RedisStore(Store):
         if outcome == b"deleted":
             return None
         expires_at = float(expires) if expires else None
-        if expires_at is not None and now_argument != server_now.decode():
-            expires_at += now - float(server_now)  # told on this host's clock
+        if expires_at is not None:
+            expires_at = _on_host_clock(expires_at, float(server_now), now)
         item = Item(_text(value), expires_at)
         item.version = int(version)
         if outcome == b"stored":
@@ -360,7 +407,11 @@ class RedisStore(Store):
             while True:
                 try:
                     pipe.watch(name)
-                    now = self._server_now(pipe)  # run at once while watching
+                    # Run at once while watching: Redis's TIME stamps the version, as in
+                    # the scripts; the deciding clock (Redis's or a test's) judges expiry.
+                    redis_time = _microseconds(pipe.time())
+                    server_now = self._server_time()
+                    now = redis_time / 1_000_000 if server_now is None else server_now
                     fields = pipe.hmget(name, FIELDS)
                     # Held: a hash with a value, or one Redis's TTL removed (still counted).
                     held = fields[0] is not None or pipe.zscore(expiries_name, key) is not None
@@ -381,9 +432,10 @@ class RedisStore(Store):
                     if kept != held:
                         pipe.hincrby(stats_name, "keys", 1 if kept else -1)
                     if new is not DELETE:
-                        # Unique per key without a counter: see memflask/redis_scripts.py.
+                        # Unique per key without a counter, by Redis's clock as the scripts'
+                        # versions (see memflask/redis_scripts.py), never this host's.
                         version = int(fields[1] or 0)
-                        new.version = max(version + 1, int(time.time() * 1_000_000))
+                        new.version = max(version + 1, redis_time)
                     if kept:
                         expires = "" if new.expires_at is None else repr(new.expires_at)
                         pipe.hset(name, mapping={"v": new.value, "n": new.version, "e": expires})
@@ -408,9 +460,20 @@ class RedisStore(Store):
                     if exec_sent:
                         raise outcome_unknown(error) from error
                     raise
+        # Told on this host's clock, as a script's answer and a read are.
+        host_now = self.clock()
         if new is None:
-            return current
-        return None if new is DELETE else new
+            return self._on_host(current, now, host_now)
+        return None if new is DELETE else self._on_host(new, now, host_now)
+
+    @staticmethod
+    def _on_host(item: Optional[Item], server_now: float, host_now: float) -> Optional[Item]:
+        """`item` with its expiry told on this host's clock (see _on_host_clock)."""
+        if item is None or item.expires_at is None:
+            return item
+        told = Item(item.value, _on_host_clock(item.expires_at, server_now, host_now))
+        told.version = item.version
+        return told
 
     # -- many keys -------------------------------------------------------------------------
 
@@ -582,6 +645,21 @@ class RedisStore(Store):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _microseconds(redis_time: tuple[int, int]) -> int:
+    """Redis's TIME answer (seconds, microseconds) in microseconds."""
+    seconds, microseconds = redis_time
+    return int(seconds) * 1_000_000 + int(microseconds)
+
+
+def _on_host_clock(expires_at: float, server_now: float, host_now: float) -> float:
+    """An expiry on the deciding clock (Redis's) told on this host's clock: the same
+    seconds left, so every answer (a read, a write's, a plugin verb's) agrees on every
+    host whatever its clock says, and `store.clock()` reads it."""
+    if host_now == server_now:
+        return expires_at
+    return expires_at - server_now + host_now
 
 
 def _amounts(amount: int) -> list[int]:

@@ -49,8 +49,10 @@ class MultiGet(Command):
 
     The answer is at most MAX_ANSWER_BYTES (default 16 MiB) of JSON: an /mget whose hits
     would pass it is refused whole, 413 `answer_too_large` (the keys read are counted as
-    hits and misses, nothing is changed); ask for fewer keys per request. Keys are read a
-    few at a time, so no more than about MAX_ANSWER_BYTES of values is held meanwhile.
+    hits and misses, nothing is changed); ask for fewer keys per request. No more than
+    about MAX_ANSWER_BYTES of values is held meanwhile: the memory store reads a few keys
+    at a time; Redis's read script sums the hits' sizes and sends their values only if
+    they may fit (RedisStore.get_many_within), one round trip for the whole /mget.
     """
 
     name = "mget"
@@ -71,9 +73,20 @@ class MultiGet(Command):
     def apply(self, store: Store, args: KeysArgs) -> Result:
         keys, limit = args.keys, args.max_answer_bytes
         room = limit - 3  # the braces and a newline; each hit takes `"key":"value",`
+        found: dict[str, str] = {}
+        # A store that bounds a read by bytes (Redis) reads every key in one call, its
+        # values sent only if they may fit; the others a few keys at a time.
+        get_many_within = getattr(store, "get_many_within", None)
+        if get_many_within is not None:
+            items = get_many_within(keys, room)
+            if items is None:
+                raise _too_large(limit)
+            for key, item in items.items():
+                room -= _hit_size(key, item, room, limit)
+                found[key] = item.value
+            return Result(200, data=found)
         # Keys per store call: values of at most MAX_VALUE_BYTES each, about the room.
         step = max(1, limit // args.max_value_bytes)
-        found: dict[str, str] = {}
         for start in range(0, len(keys), step):
             items = store.get_many(keys[start : start + step])
             for key, item in items.items():
@@ -99,11 +112,15 @@ def _hit_size(key: str, item: Item, room: int, limit: int) -> int:
     if size <= room:
         size = string_size(key) + string_size(value) + 2
     if size > room:
-        raise AnswerTooLarge(
-            f"the hits would pass MAX_ANSWER_BYTES ({limit} bytes) of JSON; "
-            "ask for fewer keys per /mget"
-        )
+        raise _too_large(limit)
     return size
+
+
+def _too_large(limit: int) -> AnswerTooLarge:
+    return AnswerTooLarge(
+        f"the hits would pass MAX_ANSWER_BYTES ({limit} bytes) of JSON; "
+        "ask for fewer keys per /mget"
+    )
 
 
 # A hit this small at most is charged its most, as a bound (see batch.SMALL_RESULT_BYTES).
