@@ -58,6 +58,9 @@ SCAN_BATCH = 1000
 # Items are spread over this many shards, each one hash tag (one Cluster slot) holding
 # its items, its counters and its expiry index, so a script touches one slot only.
 SHARDS = 256
+# A stats script call on one shard, as a number of keys examined in a /batch's budget:
+# a round trip's work (EVALSHA, HMGET, ZCOUNT) is worth tens of keys' HMGETs in a scan.
+STATS_SHARD_EXAMINES = 64
 # The namespace's key that holds the secret /keys cursors are sealed with (memflask/scans.py):
 # one for every memflask host on this Redis, so a scan may go on through any of them.
 CURSOR_SECRET_NAME = "cursor-secret"
@@ -114,6 +117,10 @@ class Scripts:
 
 class RedisStore(Store):
     """The Store interface on a Redis server (redis-py)."""
+
+    # What one stats() costs in a /batch's work budget (memflask/commands/server.py):
+    # a script call on each shard, each taken as examining this many keys.
+    STATS_EXAMINES = SHARDS * STATS_SHARD_EXAMINES
 
     def __init__(
         self,
@@ -273,8 +280,8 @@ class RedisStore(Store):
             )
             for read in reads
         ]
-        if len(calls) == 1:
-            return [self.scripts.call("read", *calls[0])]
+        if len(calls) <= 1:
+            return [self.scripts.call("read", *call) for call in calls]
         answers: list[Any] = [None] * len(calls)
         pending = list(range(len(calls)))
         for _ in range(2):  # once more for the shards whose call met NOSCRIPT

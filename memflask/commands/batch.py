@@ -55,11 +55,12 @@ class Batch(Command):
     Bounded before it runs. Work: its scans (`keys` pages, `flush` with or without a
     prefix) are costed up front in keys examined, from the store's key count (a prefix
     flush examines every key, a `keys` page up to 10 x its limit, and on the memory store
-    a new scan copies the key list); a batch whose scans would examine more than the key
-    count plus MAX_SCAN_KEYS (default 1,000,000) is refused whole, 413
-    `scan_budget_exceeded`, nothing run. Answer: at most MAX_ANSWER_BYTES (default 16 MiB)
-    of JSON. Every command runs; results are kept in order while they fit, and one that
-    does not (and, after it, any that might not) is replaced by
+    a new scan copies the key list; a `stats` on Redis counts as 16,384); a batch whose
+    scans would examine more than the key count plus MAX_SCAN_KEYS (default 1,000,000) is
+    refused whole, 413 `scan_budget_exceeded`, nothing run. Answer: at most
+    MAX_ANSWER_BYTES (default 16 MiB) of JSON. Every command runs; results are kept in
+    order while they fit, and one that does not (and, after it, any that might not) is
+    replaced by
     `{"status": 413, "error": "answer_too_large", ...}`: its command ran, its result is
     left out (read it again on its own, or in a smaller batch). A batch too long for even
     those replacements to fit is refused whole, 413 `answer_too_large`, nothing run.
@@ -171,7 +172,7 @@ def check_scan_budget(store: Store, entries: list[BatchEntry], max_scan_keys: in
         raise ScanBudgetExceeded(
             f"this batch's scans may examine {examined:,} keys, more than the store's "
             f"{size:,} plus MAX_SCAN_KEYS ({max_scan_keys:,}); nothing ran: send fewer "
-            "scans (keys pages, prefix flushes) per batch"
+            "scans (keys pages, prefix flushes, stats on Redis) per batch"
         )
 
 

@@ -241,3 +241,82 @@ def test_a_forged_cursor_can_neither_end_nor_read_another_clients_scan(client):
         if not cursor:
             break
     assert sorted(set(listed)) == sorted(wanted)
+
+
+# -- Redis: one round trip per /mget, stats in the work budget ----------------------------
+
+
+def count_round_trips(monkeypatch, client) -> list[str]:
+    """The Redis store's script round trips (single calls and pipelines), by script name."""
+    store = client.application.extensions["memflask"].store
+    trips: list[str] = []
+    single, pipelined = store.scripts.call, store._call_many
+
+    def call(name, *args):
+        trips.append(name)
+        return single(name, *args)
+
+    def call_many(name, *args):
+        trips.append(name)
+        return pipelined(name, *args)
+
+    monkeypatch.setattr(store.scripts, "call", call)
+    monkeypatch.setattr(store, "_call_many", call_many)
+    return trips
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+def test_a_redis_mget_of_many_keys_is_one_round_trip(client, monkeypatch):
+    keys = [f"k{number}" for number in range(300)]
+    fill(client, keys[::2])
+    trips = count_round_trips(monkeypatch, client)
+    answer = client.get("/mget", query_string=[("key", key) for key in keys])
+    assert answer.status_code == 200
+    assert answer.json == {key: "v" for key in keys[::2]}
+    assert trips == ["read"]
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+def test_a_redis_mget_past_the_answer_is_refused_in_one_round_trip(client, monkeypatch):
+    keys = [f"k{number}" for number in range(20)]
+    fill(client, keys, value="y" * 10_000)
+    trips = count_round_trips(monkeypatch, client)
+    answer = client.get("/mget", query_string=[("key", key) for key in keys])
+    assert answer.status_code == 413 and answer.json["error"] == "answer_too_large"
+    assert trips == ["read"]
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+def test_a_redis_mget_with_one_large_hit_among_many_answers_them_all(client):
+    keys = [f"k{number}" for number in range(100)]
+    fill(client, keys)
+    assert client.post("/set", data={"key": "large", "value": "z" * 40_000}).status_code == 204
+    answer = client.get("/mget", query_string=[("key", key) for key in [*keys, "large"]])
+    assert answer.status_code == 200
+    assert answer.json == {**{key: "v" for key in keys}, "large": "z" * 40_000}
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+def test_a_redis_mget_whose_escaped_hits_pass_the_answer_is_refused(client):
+    """Under the room in bytes, past it in JSON: \\x01 is 6 bytes escaped."""
+    for key in ("a", "b", "c"):
+        assert client.post("/set", data={"key": key, "value": "\x01" * 4000}).status_code == 204
+    assert client.get("/mget?key=a&key=b").status_code == 200
+    answer = client.get("/mget?key=a&key=b&key=c")
+    assert answer.status_code == 413 and answer.json["error"] == "answer_too_large"
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+@pytest.mark.parametrize("app_config", [{}], ids=["default-limits"])
+def test_a_redis_batch_of_many_stats_is_refused_before_running(client, monkeypatch):
+    trips = count_round_trips(monkeypatch, client)
+    answer = post_batch(
+        client, [{"verb": "set", "key": "first", "value": "1"}] + [{"verb": "stats"}] * 999
+    )
+    assert answer.status_code == 413, answer.json
+    assert answer.json["error"] == "scan_budget_exceeded"
+    assert trips == []  # nothing ran
+    assert client.get("/get?key=first").status_code == 404
+    few = post_batch(client, [{"verb": "stats"}] * 3)
+    assert few.status_code == 200
+    assert [result["status"] for result in few.json] == [200] * 3
