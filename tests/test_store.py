@@ -376,3 +376,25 @@ def test_concurrent_read_modify_writes_lose_nothing(clock):
 )
 def test_utf8_len(text, expected):
     assert utf8_len(text) == expected
+
+
+def test_a_wall_step_that_splits_the_expiry_seconds_keeps_the_store_within_max_bytes(clock):
+    from memflask.params import Expiry
+
+    def ttl_item(current, now):
+        return Item("v" * 100, Expiry(ttl=100).resolve(now))
+
+    store = MemoryStore(max_bytes=40_000, clock=clock)
+    clock.tick(0.3)
+    number = 0
+    while store.stats()["evictions"] == 0:  # full: at the cap
+        # Pairs 0.1 s apart, every other second: each pair shares its second's bucket.
+        clock.tick(0.1 if number % 2 == 0 else 1.9)
+        store.update(f"k{number}", ttl_item)
+        number += 1
+        assert number < 10_000
+    # A step of 1.65 s puts each pair's two instants (.95 and .05) in two seconds: the
+    # expiry index counts twice the seconds, and the store must evict to stay at its cap.
+    clock.step_wall(1.65)
+    stats = store.stats()
+    assert stats["bytes"] <= store.max_bytes
