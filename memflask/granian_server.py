@@ -270,6 +270,8 @@ class GranianEnviron:
         self.slots = threading.Lock() if slots == 1 else threading.BoundedSemaphore(slots)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" in environ:
+            return framed_twice(start_response)
         if environ.get("CONTENT_LENGTH", "") not in ("", "0") or (
             "HTTP_TRANSFER_ENCODING" in environ
         ):
@@ -304,18 +306,30 @@ class GranianEnviron:
 def body_too_slow(start_response: Callable) -> Iterable[bytes]:
     """memflask's JSON 408 for a body that took more than BODY_SECONDS; connection closed."""
     message = f"the request body took more than {BODY_SECONDS} s to arrive"
-    refusal = HTTPRefusal(408, "request_timeout", message, (("Connection", "close"),))
-    answer = render_refusal(refusal)
-    start_response(STATUS_LINES[answer.status], wsgi_headers(answer))
-    return [answer.body]
+    return refuse_and_close(start_response, HTTPRefusal(408, "request_timeout", message))
 
 
 def readers_busy(start_response: Callable) -> Iterable[bytes]:
     """memflask's JSON 503 for a body that found BODY_READERS bodies being read; connection
     closed (its body is left unread), and a retry invited in a second."""
     message = "too many request bodies are being read at once: retry in a second"
-    headers = (("Retry-After", "1"), ("Connection", "close"))
-    refusal = HTTPRefusal(503, "busy", message, headers)
+    refusal = HTTPRefusal(503, "busy", message, (("Retry-After", "1"),))
+    return refuse_and_close(start_response, refusal)
+
+
+def framed_twice(start_response: Callable) -> Iterable[bytes]:
+    """memflask's JSON 400 for a request with both Content-Length and Transfer-Encoding.
+
+    RFC 9112 section 6.1: the connection must close, or bytes a proxy framing by length
+    took for the body run as a request of their own (granian 2.5.7 ran them).
+    """
+    message = "Content-Length and Transfer-Encoding together are refused"
+    return refuse_and_close(start_response, HTTPRefusal(400, "invalid_framing", message))
+
+
+def refuse_and_close(start_response: Callable, refusal: HTTPRefusal) -> Iterable[bytes]:
+    """Answer `refusal` as memflask's JSON, closing the connection after it."""
+    refusal.headers = (*refusal.headers, ("Connection", "close"))
     answer = render_refusal(refusal)
     start_response(STATUS_LINES[answer.status], wsgi_headers(answer))
     return [answer.body]

@@ -186,6 +186,11 @@ def answered_within(sockets: list[socket.socket], seconds: float) -> list[bytes]
     return answers
 
 
+@pytest.mark.xfail(
+    granian_version() < (2, 7),
+    reason="granian < 2.7 starts another thread only for a second waiting request",
+    strict=True,
+)
 def test_slow_bodies_leave_threads_for_fresh_requests(granian_port):
     from memflask.granian_server import BLOCKING_THREADS, BODY_READERS
 
