@@ -14,7 +14,7 @@ MIB = 1024 * 1024
 DEFAULTS: dict[str, Any] = {
     "HOST": "127.0.0.1",  # loopback unless the operator widens it
     "PORT": 8000,
-    "THREADS": 4,  # waitress worker threads (see README, "Serving")
+    "THREADS": None,  # waitress worker threads; None: by the store (default_threads)
     "APP_ENV": "",  # "production" turns request logging off
     "SIZE": 0,  # most keys held, 0 = no cap (the original's setting)
     "MAX_KEY_BYTES": 250,
@@ -71,6 +71,13 @@ INTEGER_SETTINGS = {
     "SNAPSHOT_INTERVAL": (0, 86_400),
     "STORE_TIMEOUT_MS": (1, 600_000),
 }
+
+# waitress worker threads unless THREADS is set (bench/README.md, "Serving settings").
+# The memory store's requests never wait for I/O, so more threads only take turns at the
+# GIL: 2 served 1.3x what 4 did, and 1 served 1.4x but left every request waiting out the
+# whole of a slow one (a 16 MiB /mget). On Redis a thread waits out each round trip.
+MEMORY_STORE_THREADS = 2
+SHARED_STORE_THREADS = 4
 
 # A JSON or form body may encode each value byte as up to 6 bytes (\u00XX escapes).
 BODY_BYTES_PER_VALUE_BYTE = 6
@@ -189,6 +196,8 @@ def validate(config: Config) -> None:
         host, config["PORT"] = split_listen_address(config["PORT"])
         if host:
             config["HOST"] = host
+    if config["THREADS"] is None:
+        config["THREADS"] = default_threads(config["STORE_URL"])
     for name, (smallest, largest) in INTEGER_SETTINGS.items():
         config[name] = _whole_number(name, config[name], smallest, largest)
     if not isinstance(config["HOST"], str) or not config["HOST"]:
@@ -226,6 +235,12 @@ def validate(config: Config) -> None:
         config["MAX_CONTENT_LENGTH"] = (
             BODY_BYTES_PER_VALUE_BYTE * config["MAX_VALUE_BYTES"] + BODY_OVERHEAD_BYTES
         )
+
+
+def default_threads(store_url: Any) -> int:
+    """waitress's worker threads when THREADS is not set: fewer where requests never wait."""
+    on_memory = isinstance(store_url, str) and store_url.startswith("memory://")
+    return MEMORY_STORE_THREADS if on_memory else SHARED_STORE_THREADS
 
 
 def _text_list(name: str, value: Any) -> list[str]:

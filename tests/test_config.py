@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from flask import Config
 
 from memflask import create_app
-from memflask.config import DEFAULTS, ConfigError, split_listen_address
+from memflask.config import DEFAULTS, ConfigError, load, split_listen_address
 
 from .conftest import ROOT
 
@@ -21,6 +22,22 @@ def test_defaults():
     assert app.config["MAX_BYTES"] == 64 * 1024 * 1024
     assert app.config["MAX_VALUE_BYTES"] == 1024 * 1024
     assert app.config["MAX_KEY_BYTES"] == 250
+
+
+@pytest.mark.parametrize(
+    "settings, threads",
+    [
+        ({}, 2),  # the memory store: its requests never wait for I/O
+        ({"STORE_URL": "redis://127.0.0.1:1/0"}, 4),  # a thread waits out each round trip
+        ({"THREADS": 4}, 4),
+        ({"THREADS": "1", "STORE_URL": "redis://127.0.0.1:1/0"}, 1),
+    ],
+)
+def test_worker_threads_follow_the_store_unless_set(settings, threads):
+    config = Config(str(ROOT))
+    load(config, test_config=settings)
+    assert DEFAULTS["THREADS"] is None
+    assert config["THREADS"] == threads
 
 
 @pytest.mark.parametrize(

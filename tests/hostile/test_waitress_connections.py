@@ -23,12 +23,13 @@ MIB = 1024 * 1024
 # Each non-reader pipelines 24 /get of a 1 MiB value: 24 MiB of answers, past waitress's
 # default output high-water mark (16 MiB), within any answer-size limit.
 PIPELINED = 24
-NON_READERS = 6  # more than THREADS (4)
+NON_READERS = 6  # more than THREADS
 
 
-@pytest.fixture
-def app_config() -> dict:
-    return {"THREADS": 4}
+@pytest.fixture(params=[1, 4])
+def app_config(request) -> dict:
+    """One thread (no other to fall back on) and four."""
+    return {"THREADS": request.param}
 
 
 def connect(port: int, timeout: float = 10) -> socket.socket:
@@ -194,12 +195,12 @@ def test_granian_answers_a_request_framed_twice_once_and_closes(granian_server, 
 
 @pytest.fixture
 def waitress_serve(tmp_path: Path) -> Iterator[int]:
-    """The port of `waitress-serve wsgi:app`, the production command, with 4 threads."""
+    """The port of `waitress-serve wsgi:app`, the production command, with its default
+    threads (2 on the memory store)."""
     port = free_port()
     environment = {
         "PATH": os.environ.get("PATH", ""),
         "APP_ENV": "production",
-        "MEMFLASK_THREADS": "4",
         "MEMFLASK_INSTANCE_PATH": str(tmp_path),
     }
     command = [sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "wsgi:app"]
