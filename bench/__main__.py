@@ -13,6 +13,7 @@ import time
 
 from .http_bench import (
     CONNECTIONS,
+    LATENCY_APPS,
     LOCAL_APPS,
     WRK_THREADS,
     Result,
@@ -23,12 +24,18 @@ from .http_bench import (
 )
 from .redis_bench import measure_redis, print_section
 from .report import print_table, rate
+from .serve import PLAIN_WAITRESS
 from .store_bench import bytes_per_item, measure_mix
 from .targets import verdicts
 
 STORE_SIZES = (1_000, 100_000, 1_000_000)
 MEMORY_ITEMS = 1_000_000
-APP_TITLES = {"memflask": "memflask", "flask-minimal": "minimal Flask", "bare-wsgi": "bare WSGI"}
+APP_TITLES = {
+    "memflask": "memflask",
+    PLAIN_WAITRESS: "memflask, plain waitress.serve",
+    "flask-minimal": "minimal Flask",
+    "bare-wsgi": "bare WSGI",
+}
 
 
 def main() -> None:
@@ -70,6 +77,8 @@ def main() -> None:
     print_table(single_operation_rows(http))
     print("\nHTTP, batching: ops/s\n")
     print_table(batching_rows(http))
+    print("\nHTTP, latency of /get hit: p50 / p99 / p99.9\n")
+    print_table(latency_rows(http))
     for note in dict.fromkeys(http.notes):  # once each, though every round may add it
         print(f"note: {note}")
     print()
@@ -99,10 +108,11 @@ def single_operation_rows(http: Result) -> list[tuple[str, ...]]:
     header += [f"vs {name}" for name in http.references] + ["target"]
     rows = [tuple(header)]
     for scenario in scenarios():
-        if scenario.memflask_only:
+        if scenario.memflask_only or scenario.latency_only:
             continue
         for server in http.servers:
-            local = [http.measures[(scenario.name, Target(app, server))] for app in LOCAL_APPS]
+            # memflask under plain waitress.serve: on waitress only ("-" elsewhere).
+            local = [http.measures.get((scenario.name, Target(app, server))) for app in LOCAL_APPS]
             remote = [
                 http.measures.get((scenario.name, Target(name, "reference")))
                 for name in http.references
@@ -112,9 +122,9 @@ def single_operation_rows(http: Result) -> list[tuple[str, ...]]:
                 (
                     scenario.name,
                     server,
-                    *(rate(measure) for measure in local),
+                    *(rate(measure) if measure else "-" for measure in local),
                     *(rate(measure) if measure else "not served" for measure in remote),
-                    *(f"{ours / measure.requests_per_second:.2f}" for measure in local[1:]),
+                    *(f"{ours / m.requests_per_second:.2f}" if m else "-" for m in local[1:]),
                     *(f"{ours / m.requests_per_second:.2f}" if m else "" for m in remote),
                     "; ".join(verdicts(scenario.name, server, http.measures, http.references)),
                 )
@@ -150,6 +160,45 @@ def batching_rows(http: Result) -> list[tuple[str, ...]]:
                 )
             )
     return rows
+
+
+def latency_rows(http: Result) -> list[tuple[str, ...]]:
+    """/get hit's latency percentiles at CONNECTIONS and at many connections: memflask and
+    the bare WSGI callable on each server, and each reference server."""
+    loads = [s for s in scenarios() if s.name == "/get hit" or s.latency_only]
+    header = ["app", "server"]
+    header += [f"{scenario.connections} connections: req/s, p50/p99/p99.9" for scenario in loads]
+    header += [f"p99 vs bare WSGI at {scenario.connections}" for scenario in loads]
+    rows = [tuple(header)]
+    targets = [Target(app, server) for server in http.servers for app in LATENCY_APPS]
+    targets += [Target(name, "reference") for name in http.references]
+    for target in targets:
+        measured = [http.measures.get((scenario.name, target)) for scenario in loads]
+        bare = [
+            http.measures.get((scenario.name, Target("bare-wsgi", target.server)))
+            for scenario in loads
+        ]
+        rows.append(
+            (
+                APP_TITLES.get(target.app, target.app),
+                target.server,
+                *(percentiles(measure) for measure in measured),
+                *(
+                    f"{measure.p99_ms / theirs.p99_ms:.2f}x" if measure and theirs else ""
+                    for measure, theirs in zip(measured, bare)
+                ),
+            )
+        )
+    return rows
+
+
+def percentiles(measure) -> str:
+    if measure is None:
+        return "not served"
+    return (
+        f"{measure.requests_per_second:,.0f}/s, "
+        f"{measure.p50_ms:.2f}/{measure.p99_ms:.2f}/{measure.p999_ms:.2f} ms"
+    )
 
 
 def store_rows(mix, sizes) -> list[tuple[str, ...]]:

@@ -31,8 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # 8 connections from 2 wrk threads, as the issue's own measurements (see README, "wrk").
 WRK_THREADS = 2
 CONNECTIONS = 8
+# The latency table's second load: as many connections as a busy app server pool opens.
+MANY_CONNECTIONS = 64
 BATCH_SIZES = (10, 100)
-LOCAL_APPS = ("memflask", "flask-minimal", "bare-wsgi")
+LOCAL_APPS = ("memflask", serve.PLAIN_WAITRESS, "flask-minimal", "bare-wsgi")
+# The apps of the latency table (with each reference server).
+LATENCY_APPS = ("memflask", "bare-wsgi")
 # Every key a scenario reads, written into each server before measuring.
 SEEDED_KEYS = max(BATCH_SIZES)
 COUNTER = "counter"
@@ -42,6 +46,7 @@ class Measure(NamedTuple):
     requests_per_second: float  # ops/s for a scenario of several operations per request
     p50_ms: float
     p99_ms: float
+    p999_ms: float = 0.0
 
 
 class Target(NamedTuple):
@@ -61,6 +66,8 @@ class Scenario(NamedTuple):
     # A request that succeeds where the route exists; `path` itself when None. (A miss
     # cannot show it: a server without the route answers 404 as well.)
     probe_path: Optional[str] = None
+    connections: int = CONNECTIONS
+    latency_only: bool = False  # for the latency table: memflask, bare WSGI, references
 
 
 class Result(NamedTuple):
@@ -74,6 +81,12 @@ def scenarios() -> list[Scenario]:
     keys = [f"k{number}" for number in range(SEEDED_KEYS)]
     found = [
         Scenario("/get hit", "/get?key=k0"),
+        Scenario(
+            f"/get hit, {MANY_CONNECTIONS} connections",
+            "/get?key=k0",
+            connections=MANY_CONNECTIONS,
+            latency_only=True,
+        ),
         Scenario("/get miss", "/get?key=absent", answers_404=True, probe_path="/get?key=k0"),
         Scenario("/set", "/set?key=written&value=some-value"),
         Scenario("/increment", f"/increment?key={COUNTER}&value=1"),
@@ -160,6 +173,9 @@ class LocalServer(Server):
         names the process in messages ("memflask on waitress, Redis"); `workers`: granian's."""
         port = free_port()
         super().__init__(label or f"{app} on {server}", f"http://127.0.0.1:{port}")
+        # What the server says (stock waitress warns of its task queue under load) goes
+        # to a file, shown if it does not start.
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by stop)
         # A session of its own: granian forks a worker, and a stop must reach it too.
         self.process = subprocess.Popen(
             serve.command(
@@ -170,7 +186,14 @@ class LocalServer(Server):
                 (environment or {}).get("MEMFLASK_STORE_URL", "memory://"),
             ),
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **(environment or {})},
+            env={
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                **serve.ENVIRONMENT,
+                **(environment or {}),
+            },
+            stdout=self.log,
+            stderr=self.log,
             start_new_session=True,
         )
         self._wait_until_ready()
@@ -184,18 +207,28 @@ class LocalServer(Server):
             except OSError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     self.stop()
-                    raise RuntimeError(f"bench: {self.name} did not start") from None
+                    self.log.seek(0)
+                    said = self.log.read()[-4000:]
+                    raise RuntimeError(f"bench: {self.name} did not start:\n{said}") from None
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+# wrk's --latency prints percentiles up to the 99th; its script API has every one.
+P999_SCRIPT = """
+done = function(summary, latency, requests)
+  io.write(string.format("p99.9 %d\\n", latency:percentile(99.9)))
+end
+"""
 
 
 def run_wrk(wrk: str, url: str, seconds: float, scenario: Scenario, notes: list[str]) -> Measure:
@@ -206,8 +239,10 @@ def run_wrk_at_once(
     wrk: str, urls: list[str], seconds: float, scenario: Scenario, notes: list[str]
 ) -> list[Measure]:
     """One wrk per URL, all started together (each -t2 -c8): their measures in order."""
-    command = [wrk, f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency"]
+    connections = scenario.connections
+    command = [wrk, f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(P999_SCRIPT)
         if scenario.body is not None:
             script.write('wrk.method = "POST"\n')
             script.write('wrk.headers["Content-Type"] = "application/json"\n')
@@ -241,7 +276,8 @@ def _measure(output: str, url: str, scenario: Scenario, notes: list[str]) -> Mea
         # Timeouts on a loaded shared machine, say: worth knowing, not worth the run.
         notes.append(f"wrk saw socket errors at {url} ({errors.group(1)})")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    return Measure(rps, _latency(output, "50%"), _latency(output, "99%"))
+    p999_us = float(re.search(r"^p99\.9 ([\d.]+)$", output, re.M).group(1))
+    return Measure(rps, _latency(output, "50%"), _latency(output, "99%"), p999_us / 1000)
 
 
 def _latency(output: str, percentile: str) -> float:
@@ -286,6 +322,8 @@ def measure_http(
             running[Target(name, "reference")] = reference
         for server in servers:
             for app in LOCAL_APPS:
+                if app == serve.PLAIN_WAITRESS and server != "waitress":
+                    continue
                 running[Target(app, server)] = LocalServer(app, server)
                 running[Target(app, server)].seed()
         targets = {scenario.name: aimed_at(scenario, running, notes) for scenario in plan}
@@ -307,6 +345,7 @@ def measure_http(
             statistics.median(m.requests_per_second for m in measured) * ops[key[0]],
             statistics.median(m.p50_ms for m in measured),
             statistics.median(m.p99_ms for m in measured),
+            statistics.median(m.p999_ms for m in measured),
         )
         for key, measured in runs.items()
     }
@@ -325,7 +364,7 @@ def aimed_at(scenario: Scenario, running: dict[Target, Server], notes: list[str]
             if refusal is not None:
                 notes.append(f"{target.app} does not serve {scenario.name}: {refusal}")
                 continue
-        elif scenario.memflask_only and target.app != "memflask":
+        elif (scenario.memflask_only and target.app != "memflask") or (scenario.latency_only and target.app not in LATENCY_APPS):
             continue
         targets.append(target)
     return targets

@@ -11,10 +11,15 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 from .http_bench import Measure, Target
+from .serve import PLAIN_WAITRESS
 
 EVERY_SERVER = "every server"
 ORIGINAL = "original"  # in `versus`: each server given with --reference
-SHORT_NAMES = {"flask-minimal": "Flask", "bare-wsgi": "WSGI"}
+SHORT_NAMES = {
+    PLAIN_WAITRESS: "plain waitress.serve",
+    "flask-minimal": "Flask",
+    "bare-wsgi": "WSGI",
+}
 
 
 class Goal(NamedTuple):
@@ -28,12 +33,19 @@ class Goal(NamedTuple):
 
 
 GOALS = (
+    # What memflask's own server costs: its production command against the same app under
+    # plain waitress.serve.
+    Goal("/get hit", "waitress", PLAIN_WAITRESS, 0.95),
+    Goal("/set", "waitress", PLAIN_WAITRESS, 0.95),
     Goal("/get hit", "waitress", "bare-wsgi", 0.85),
+    Goal("/set", "waitress", "bare-wsgi", 0.85),
     Goal("/set", "waitress", "flask-minimal", 1.4),
+    Goal("/get hit", "waitress", "bare-wsgi", 2.0, p99=True),
     Goal("/get hit", "granian", ORIGINAL, 0.5),
-    Goal("/get hit", "granian", "bare-wsgi", 0.65),
+    Goal("/get hit", "granian", "bare-wsgi", 0.9),
+    Goal("/get hit", "granian", "bare-wsgi", 1.5, p99=True),
+    Goal("/set", "granian", "bare-wsgi", 0.55, their_scenario="/get hit"),
     Goal("/set", "granian", ORIGINAL, 0.3),
-    Goal("/get hit", EVERY_SERVER, "bare-wsgi", 2.0, p99=True),
     Goal("/mget x100", EVERY_SERVER, ORIGINAL, 2.0, their_scenario="/get hit"),
     Goal("/batch x100", EVERY_SERVER, ORIGINAL, 2.0, their_scenario="/get hit"),
 )

@@ -37,6 +37,7 @@ from bench.redis_bench import (
 )
 from bench.references import AutoPipeline, bare_redis_app, bare_redis_pipelined_app
 from bench.targets import REDIS_GOALS, redis_verdicts
+from memflask.config import default_threads
 
 needs_redis_server = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="needs redis-server"
@@ -100,12 +101,12 @@ def test_two_granian_workers_differ_from_one_only_in_the_count():
 def test_the_redis_references_are_served_as_every_other_app(app, factory):
     command = serve.command("granian", app, 8123)
     assert command[-1] == f"bench.references:{factory}"
-    # The same settings as memflask on Redis, on as many threads as memflask runs its app
-    # at once there (THREADS, since it waits); memflask has more, to read bodies.
-    on_redis = serve.command("granian", "memflask", 8123, store_url="redis://127.0.0.1:1/0")
+    # The other references' settings, on as many threads as memflask runs its app at once
+    # on Redis (THREADS, since it waits).
+    on_dict = serve.command("granian", "bare-wsgi", 8123)
     at = command.index("--blocking-threads")
-    assert command[:at] + command[at + 2 : -1] == on_redis[:at] + on_redis[at + 2 : -1]
-    assert int(command[at + 1]) == serve.memflask_settings()["THREADS"]
+    assert command[:at] + command[at + 2 : -1] == on_dict[:at] + on_dict[at + 2 : -1]
+    assert int(command[at + 1]) == default_threads("redis://127.0.0.1:1/0")
 
 
 def test_processes_measured_at_once_add_up():
