@@ -391,11 +391,18 @@ def test_wsgi_py_under_granian_saves_at_sigterm(start):
     assert ["kept", "1", None] in served.saved_items()
 
 
-def test_wsgi_py_serves_under_granian(start):
-    served = start(granian_command("wsgi:app"))
+@pytest.mark.parametrize("threads", [[], ["--blocking-threads", "1"]])
+def test_wsgi_py_serves_under_granian(start, threads):
+    """Also on one blocking thread, as the README offers behind a body-buffering proxy."""
+    served = start(granian_command("wsgi:app", *threads))
     wait_until_serving(served.port, served.process)
     assert request(served.port, "GET", "/set?key=k&value=v")[0] == 204
     assert request(served.port, "GET", "/get?key=k") == (200, b"v")
+    body = json.dumps([{"verb": "set", "key": "b", "value": "w"}, {"verb": "get", "key": "b"}])
+    status, answer = request(
+        served.port, "POST", "/batch", body.encode(), {"Content-Type": "application/json"}
+    )
+    assert status == 200 and json.loads(answer)[1]["value"] == "w", answer
 
 
 def test_granian_gets_memflasks_address_and_limits_and_one_app_slot_on_memory():
