@@ -352,6 +352,14 @@ def measure_http(
     return Result(measures, servers, tuple(references or ()), notes)
 
 
+def serves(scenario: Scenario, app: str) -> bool:
+    """Whether the bench's own `app` runs `scenario`: memflask's verbs only on memflask,
+    the latency table's load only on its apps."""
+    if scenario.memflask_only:
+        return app == "memflask"
+    return not scenario.latency_only or app in LATENCY_APPS
+
+
 def aimed_at(scenario: Scenario, running: dict[Target, Server], notes: list[str]) -> list[Target]:
     """The targets that run `scenario`: memflask's own verbs only on memflask; a reference
     server only where it serves the route (noted where it does not)."""
@@ -364,7 +372,7 @@ def aimed_at(scenario: Scenario, running: dict[Target, Server], notes: list[str]
             if refusal is not None:
                 notes.append(f"{target.app} does not serve {scenario.name}: {refusal}")
                 continue
-        elif (scenario.memflask_only and target.app != "memflask") or (scenario.latency_only and target.app not in LATENCY_APPS):
+        elif not serves(scenario, target.app):
             continue
         targets.append(target)
     return targets
