@@ -57,6 +57,16 @@ class Params:
         self.return_value = return_value
         # A JSON body that is not an object (a /batch list); only verbs that accept one see it.
         self.document = document
+        # In a /batch: the room left in its answer, set as each command runs (a request of
+        # its own: None). The verbs that bound what they read (/mget, /keys, get on Redis)
+        # keep within it.
+        self.answer_room: Optional[int] = None
+
+    def answer_bytes(self) -> int:
+        """The most bytes this command's answer may take: the room left in a /batch's
+        answer, or MAX_ANSWER_BYTES."""
+        room = self.answer_room
+        return self.context.max_answer_bytes if room is None else room
 
     def all(self, name: str) -> Sequence[str]:
         return self.values.get(name, ())

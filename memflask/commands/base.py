@@ -108,9 +108,6 @@ class Command:
     document_schema: ClassVar[Optional[dict[str, Any]]] = None
     # The type of the arguments `validate` returns: one field per parameter.
     Args: ClassVar[type] = SimpleNamespace
-    # A verb that holds its own answer within context.max_answer_bytes (an /mget): in a
-    # /batch, it is given the room left in the batch's answer as that limit.
-    bounds_its_answer: ClassVar[bool] = False
 
     @classmethod
     def accepts_document(cls) -> bool:

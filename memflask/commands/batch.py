@@ -135,12 +135,10 @@ class Batch(Command):
         command = entry.command
         if command is None:
             return refused(UnknownVerb(f"unknown verb {entry.verb!r}"))
-        if not command.bounds_its_answer:
-            return run(command, store, entry.params)
-        # An /mget in a batch answers at most the room left: it reads no more than that.
-        return run(
-            command, store, Params(entry.params.values, context._replace(max_answer_bytes=room))
-        )
+        # An /mget or a /keys page answers at most the room left, and a get on Redis reads
+        # a value only if it may fit: they read no more than that.
+        entry.params.answer_room = room
+        return run(command, store, entry.params)
 
 
 # A result this small at most is charged its most, as a bound: measuring it exactly would

@@ -132,7 +132,6 @@ class ListKeys(Command):
         Limit(),
     )
     refusals = (InvalidCursor,)
-    bounds_its_answer = True
     answers = {
         200: json_content(
             {
@@ -151,7 +150,7 @@ class ListKeys(Command):
         return ListArgs(
             params.optional("prefix") or "",
             params.optional("cursor") or "",
-            min(limit, keys_that_fit(params.context)),
+            min(limit, keys_that_fit(params.context, params.answer_bytes())),
         )
 
     def apply(self, store: Store, args: ListArgs) -> Result:
@@ -171,7 +170,7 @@ PAGE_FRAME_BYTES = 256
 JSON_BYTES_PER_KEY_BYTE = 6
 
 
-def keys_that_fit(context: Context) -> int:
-    """The most keys a /keys page holds within MAX_ANSWER_BYTES, every key at its worst."""
+def keys_that_fit(context: Context, answer_bytes: int) -> int:
+    """The most keys a /keys page holds within `answer_bytes`, every key at its worst."""
     per_key = JSON_BYTES_PER_KEY_BYTE * context.max_key_bytes + 3  # quotes and a comma
-    return max(1, (context.max_answer_bytes - PAGE_FRAME_BYTES) // per_key)
+    return max(1, (answer_bytes - PAGE_FRAME_BYTES) // per_key)

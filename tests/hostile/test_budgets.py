@@ -309,6 +309,57 @@ def test_a_redis_mget_whose_escaped_hits_pass_the_answer_is_refused(client):
     assert answer.status_code == 413 and answer.json["error"] == "answer_too_large"
 
 
+def value_bytes_received(monkeypatch, client) -> list[int]:
+    """The bytes of every answer the Redis store's scripts send back, one entry a trip."""
+    store = client.application.extensions["memflask"].store
+    received: list[int] = []
+    single, pipelined = store.scripts.call, store._call_many
+
+    def size(answer) -> int:
+        if isinstance(answer, bytes):
+            return len(answer)
+        if isinstance(answer, (list, tuple)):
+            return sum(size(part) for part in answer)
+        return 0
+
+    def call(name, *args):
+        answer = single(name, *args)
+        received.append(size(answer))
+        return answer
+
+    def call_many(name, *args):
+        answers = pipelined(name, *args)
+        received.append(size(answers))
+        return answers
+
+    monkeypatch.setattr(store.scripts, "call", call)
+    monkeypatch.setattr(store, "_call_many", call_many)
+    return received
+
+
+@REDIS_BACKENDS
+def test_a_redis_batch_of_gets_reads_no_value_it_cannot_send(client, monkeypatch):
+    """Each get in a /batch has Redis send its value only if it may fit the room left:
+    20 gets of a 40 KB value in a 64 KiB answer bring one value from Redis, not 20."""
+    assert client.post("/set", data={"key": "k", "value": "x" * 40_000}).status_code == 204
+    hits_before = client.get("/stats").json["hits"]
+    received = value_bytes_received(monkeypatch, client)
+    answer = post_batch(client, [{"verb": "get", "key": "k"}] * 20)
+    assert [result["status"] for result in answer.json] == [200] + [413] * 19
+    assert answer.json[0]["value"] == "x" * 40_000
+    assert answer.json[1]["error"] == "answer_too_large"
+    assert sum(received) < 2 * 40_000, received  # were 20 values: 800,000 bytes
+    monkeypatch.undo()
+    assert client.get("/stats").json["hits"] - hits_before == 20  # each read, as a get
+    # A small value still comes back in each entry, and a miss is a 404 as ever.
+    client.post("/set", data={"key": "small", "value": "s"})
+    answer = post_batch(
+        client, [{"verb": "get", "key": "small"}] * 2 + [{"verb": "get", "key": "no"}]
+    )
+    assert [result.get("value") for result in answer.json[:2]] == ["s", "s"]
+    assert answer.json[2]["status"] == 404
+
+
 @pytest.mark.parametrize("backend", ["redis"], indirect=True)
 @pytest.mark.parametrize("app_config", [{}], ids=["default-limits"])
 def test_a_redis_batch_of_many_stats_is_refused_before_running(client, monkeypatch):
