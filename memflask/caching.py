@@ -47,9 +47,8 @@ from cachelib import BaseCache
 from cachelib.serializers import RedisSerializer
 
 from .client import DEFAULT_MAX_ANSWER_BYTES, Client, MemflaskError
+from .limits import MAX_KEY_BYTES  # the server's default, as memcached's
 
-# The longest key memflask takes by default (its MAX_KEY_BYTES), as memcached.
-MAX_KEY_BYTES = 250
 # What a hashed key holds after the prefix: this marker and the key's SHA-256 in hex.
 HASHED_KEY_MARKER = "sha256:"
 HASHED_KEY_BYTES = len(HASHED_KEY_MARKER) + 64

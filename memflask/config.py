@@ -9,6 +9,8 @@ from typing import IO, Any, Mapping, NoReturn, Optional
 from flask import Config
 from flask.cli import NoAppException
 
+from . import limits
+
 MIB = 1024 * 1024
 
 DEFAULTS: dict[str, Any] = {
@@ -17,16 +19,12 @@ DEFAULTS: dict[str, Any] = {
     "THREADS": None,  # waitress worker threads; None: by the store (default_threads)
     "APP_ENV": "",  # "production" turns request logging off
     "SIZE": 0,  # most keys held, 0 = no cap (the original's setting)
-    "MAX_KEY_BYTES": 250,
-    "MAX_VALUE_BYTES": MIB,
-    "MAX_BYTES": 64 * MIB,  # keys + values held, 0 = no cap
-    "MAX_BATCH": 1000,  # commands per /batch, keys per /mget
-    # The largest /batch, /mget or /keys answer (JSON bytes): 16 MiB, room for two values of
-    # MAX_VALUE_BYTES at their worst JSON escaping (6 bytes a byte), or 15 plain ones.
-    "MAX_ANSWER_BYTES": 16 * MIB,
-    # Keys a /batch's scans (/keys pages, prefix flushes) may examine beyond one pass over
-    # the store: a /batch of 100 /keys pages of 1,000 keys, about 0.1 s of CPU here.
-    "MAX_SCAN_KEYS": 1_000_000,
+    "MAX_KEY_BYTES": limits.MAX_KEY_BYTES,
+    "MAX_VALUE_BYTES": limits.MAX_VALUE_BYTES,
+    "MAX_BYTES": limits.MAX_BYTES,  # keys + values held, 0 = no cap
+    "MAX_BATCH": limits.MAX_BATCH,  # commands per /batch, keys per /mget
+    "MAX_ANSWER_BYTES": limits.MAX_ANSWER_BYTES,  # the largest /batch, /mget or /keys answer
+    "MAX_SCAN_KEYS": limits.MAX_SCAN_KEYS,  # what a /batch's scans may examine
     "CLOCK": None,  # a callable returning Unix seconds; None = the real time (tests inject one)
     "TOKEN": None,  # when set, every route but /healthz needs "Authorization: Bearer <token>"
     "ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",  # Host names served (any port); "*": any

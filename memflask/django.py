@@ -48,14 +48,15 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .client import Client, MemflaskValidationError, MemflaskValueTooLarge, _error
 
+# The server's defaults: the longest key (memcached's), and the most keys one /mget or
+# commands one /batch may carry.
+from .limits import MAX_BATCH as BATCH_SIZE
+from .limits import MAX_KEY_BYTES
+
 __all__ = ["MemflaskCache"]
 
 DEFAULT_LOCATION = "http://127.0.0.1:8000"
 
-# The server's defaults: MAX_KEY_BYTES (as memcached's 250) and MAX_BATCH, the most keys
-# one /mget or commands one /batch may carry.
-MAX_KEY_BYTES = 250
-BATCH_SIZE = 1000
 
 PICKLED = "!"
 # What the server counts as an integer; int() would also take " 7", "1_000" and "٣".

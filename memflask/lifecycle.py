@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from . import allocator, snapshot
+from . import allocator, limits, snapshot
 from .store import MemoryStore, Store
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,8 @@ class Lifecycle:
         snapshot_path: Optional[Path],
         snapshot_interval: float,
         *,
-        max_key_bytes: int = snapshot.DEFAULT_MAX_KEY_BYTES,
-        max_value_bytes: int = snapshot.DEFAULT_MAX_VALUE_BYTES,
+        max_key_bytes: int = limits.MAX_KEY_BYTES,
+        max_value_bytes: int = limits.MAX_VALUE_BYTES,
     ):
         """`max_key_bytes` and `max_value_bytes` are the settings MAX_KEY_BYTES and
         MAX_VALUE_BYTES: a snapshot's items over them are not restored."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, NamedTuple, Optional, Sequence
 
+from . import limits
 from .errors import (
     ConflictingExpiry,
     DuplicateParameter,
@@ -147,7 +148,10 @@ class Parameter:
 class Key(Parameter):
     refusals = (InvalidKey, KeyTooLong)
 
-    def __init__(self, description: str = "The key: 1 to MAX_KEY_BYTES (250) UTF-8 bytes."):
+    def __init__(
+        self,
+        description: str = f"The key: 1 to MAX_KEY_BYTES ({limits.MAX_KEY_BYTES}) UTF-8 bytes.",
+    ):
         super().__init__("key", description, example="k")
 
     def convert(self, text: str, context: Context) -> str:

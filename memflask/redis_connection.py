@@ -29,6 +29,7 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
+from .redis_scripts import MAX_REDIS_TTL_MS
 from .store import StoreUnavailable, WriteOutcomeUnknown
 
 if TYPE_CHECKING:
@@ -40,9 +41,6 @@ T = TypeVar("T")
 
 # Connections one process may hold; a caller waits at most the timeout for a free one.
 MAX_CONNECTIONS = 64
-# A Redis TTL is only a reclaim hint (the store's clock judges expiry): beyond this, none
-# is set, as PEXPIRE refuses times past int64 milliseconds (ttl=9223372036854775807).
-MAX_REDIS_TTL_MS = 100 * 365 * 24 * 3600 * 1000
 # Errors that mean Redis did not answer: down, stopped, too slow, no free connection.
 UNREACHABLE = (ConnectionError, TimeoutError, OSError)
 # A Redis Cluster refusing a command it did not run (no node serves the slot during a

@@ -25,7 +25,8 @@ store.
 
 from __future__ import annotations
 
-# A Redis TTL is only a reclaim hint (the store's clock judges expiry): none past this.
+# A Redis TTL is only a reclaim hint (the store's clock judges expiry): beyond this, none
+# is set, as PEXPIRE refuses times past int64 milliseconds (ttl=9223372036854775807).
 MAX_REDIS_TTL_MS = 100 * 365 * 24 * 3600 * 1000
 # How many expired items a write reclaims on its way (as MemoryStore.SWEEP_STEP).
 SWEEP_STEP = 8

@@ -53,6 +53,7 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, Any, Iterator, Optional
 
+from . import limits
 from .store import MemoryStore
 
 FORMAT = "memflask-snapshot"
@@ -61,10 +62,6 @@ VERSION = 2
 KIB = 1024
 MIB = 1024 * KIB
 
-# The settings' defaults (config.DEFAULTS), repeated rather than imported: config brings
-# in Flask, and a test keeps the two equal.
-DEFAULT_MAX_KEY_BYTES = 250
-DEFAULT_MAX_VALUE_BYTES = MIB
 
 # A version 1 file is parsed whole, so it is read only up to this size.
 MAX_VERSION_1_BYTES = 128 * MIB
@@ -174,8 +171,8 @@ def load(
     store: MemoryStore,
     path: Path,
     *,
-    max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
-    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    max_key_bytes: int = limits.MAX_KEY_BYTES,
+    max_value_bytes: int = limits.MAX_VALUE_BYTES,
     max_version_1_bytes: int = MAX_VERSION_1_BYTES,
 ) -> int:
     """Restore the items in `path` into a new, empty `store`; return how many it holds.

@@ -14,6 +14,7 @@ import threading
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional
 
+from .. import limits
 from ..errors import PreconditionFailed, Refusal, Unavailable, ValueTooLarge
 from ..params import Parameter, Params, check_value
 from ..store import (
@@ -61,12 +62,12 @@ class Context(NamedTuple):
 
     registry: Registry
     counts: CommandCounts
-    max_key_bytes: int = 250
-    max_value_bytes: int = 1024 * 1024
-    max_batch: int = 1000
+    max_key_bytes: int = limits.MAX_KEY_BYTES
+    max_value_bytes: int = limits.MAX_VALUE_BYTES
+    max_batch: int = limits.MAX_BATCH
     started: float = 0.0  # time.monotonic() at start-up
-    max_answer_bytes: int = 16 * 1024 * 1024  # MAX_ANSWER_BYTES: /batch, /mget, /keys
-    max_scan_keys: int = 1_000_000  # MAX_SCAN_KEYS: what a /batch's scans may examine
+    max_answer_bytes: int = limits.MAX_ANSWER_BYTES  # /batch, /mget, /keys
+    max_scan_keys: int = limits.MAX_SCAN_KEYS  # what a /batch's scans may examine
 
     @property
     def max_fields(self) -> int:
