@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from . import api, config, dashboard, serve
 from .commands import DEFAULT_COMMANDS
 from .commands.base import Command, CommandCounts, Context
+from .config import on_memory_store
 from .errors import Refusal
 from .hotpath import HotPath
 from .lifecycle import Lifecycle
@@ -101,7 +102,7 @@ def create_app(
 
 def _make_store(config: Mapping[str, Any]) -> Store:
     """The backend STORE_URL names: the memory store, or Redis."""
-    if config["STORE_URL"].startswith("memory://"):
+    if on_memory_store(config["STORE_URL"]):
         return MemoryStore(
             max_keys=config["SIZE"], max_bytes=config["MAX_BYTES"], clock=config["CLOCK"]
         )

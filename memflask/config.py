@@ -70,6 +70,11 @@ INTEGER_SETTINGS = {
     "STORE_TIMEOUT_MS": (1, 600_000),
 }
 
+# STORE_URL's schemes: the memory store, and the Redis ones (a server, TLS, a socket, a
+# cluster), whose items every process using them shares.
+MEMORY_STORE = "memory://"
+SHARED_STORES = ("redis://", "rediss://", "unix://", "redis+cluster://")
+
 # waitress worker threads unless THREADS is set (bench/README.md, "Serving settings").
 # The memory store's requests never wait for I/O, so more threads only take turns at the
 # GIL: 2 served 1.3x what 4 did, and 1 served 1.4x but left every request waiting out the
@@ -203,14 +208,12 @@ def validate(config: Config) -> None:
     if not isinstance(config["SNAPSHOT_PATH"], str):
         raise ConfigError(f"SNAPSHOT_PATH must be a file path, got {config['SNAPSHOT_PATH']!r}")
     url = config["STORE_URL"]
-    if not isinstance(url, str) or not url.startswith(
-        ("memory://", "redis://", "rediss://", "unix://", "redis+cluster://")
-    ):
+    if not isinstance(url, str) or not url.startswith((MEMORY_STORE, *SHARED_STORES)):
         raise ConfigError(
             "STORE_URL must be memory://, redis://host:port/db or "
             f"redis+cluster://host:port[,host:port...], got {url!r}"
         )
-    if config["SNAPSHOT_PATH"] and not url.startswith("memory://"):
+    if config["SNAPSHOT_PATH"] and not on_memory_store(url):
         raise ConfigError("SNAPSHOT_PATH is for the memory store; Redis keeps its own data")
     if not isinstance(config["STORE_PREFIX"], str) or not config["STORE_PREFIX"]:
         raise ConfigError(
@@ -235,10 +238,15 @@ def validate(config: Config) -> None:
         )
 
 
+def on_memory_store(store_url: Any) -> bool:
+    """Whether STORE_URL names the memory store: items held in this process, shared with
+    no other (so one granian worker, one app slot, snapshots)."""
+    return isinstance(store_url, str) and store_url.startswith(MEMORY_STORE)
+
+
 def default_threads(store_url: Any) -> int:
     """waitress's worker threads when THREADS is not set: fewer where requests never wait."""
-    on_memory = isinstance(store_url, str) and store_url.startswith("memory://")
-    return MEMORY_STORE_THREADS if on_memory else SHARED_STORE_THREADS
+    return MEMORY_STORE_THREADS if on_memory_store(store_url) else SHARED_STORE_THREADS
 
 
 def _text_list(name: str, value: Any) -> list[str]:

@@ -137,12 +137,12 @@ def app_slots(settings: Mapping[str, Any]) -> int:
     thread waits out each round trip, and a stalled Redis must not hold every request
     behind one: THREADS, as waitress has.
     """
-    return 1 if settings["STORE_URL"].startswith("memory://") else settings["THREADS"]
+    return 1 if config.on_memory_store(settings["STORE_URL"]) else settings["THREADS"]
 
 
 def refuse_workers_without_a_shared_store(workers: int, store_url: str) -> None:
     """Raise WorkersRefused for more than one worker unless the store is shared (Redis)."""
-    if workers > 1 and store_url.startswith("memory://"):
+    if workers > 1 and config.on_memory_store(store_url):
         raise WorkersRefused(
             f"{workers} granian workers would each hold a memory store of their own "
             "(they share nothing): serve with 1 worker, or share a Redis store "

@@ -18,6 +18,7 @@ from waitress.channel import HTTPChannel
 from waitress.task import WSGITask
 
 from . import __version__
+from .config import on_memory_store
 from .fd_limits import connections_that_fit
 from .waitress_channel import BoundedOutputChannel, stalled_connections_sweeper
 
@@ -384,7 +385,7 @@ def startup_line(app: Flask, server: Any, threads: Optional[int] = None) -> str:
     config = app.config
     urls = ", ".join(f"http://{host}:{port}" for host, port in _listening(server))
     store = config["STORE_URL"]
-    if store.startswith("memory://"):
+    if on_memory_store(store):
         caps = [
             f"SIZE {config['SIZE'] or 'unlimited'}",
             f"MAX_BYTES {config['MAX_BYTES'] or 'unlimited'}",
