@@ -10,13 +10,14 @@ from typing import Any, Iterable, Mapping, Optional
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from . import api, config, dashboard, serve
+from . import api, config, dashboard
 from .commands import DEFAULT_COMMANDS
 from .commands.base import Command, CommandCounts, Context
 from .config import on_memory_store
 from .errors import Refusal
 from .hotpath import HotPath
 from .lifecycle import Lifecycle
+from .log_filters import drop_werkzeug_request_lines
 from .metrics import Metrics
 from .pipeline import State, log_request
 from .registry import Registry
@@ -88,7 +89,7 @@ def create_app(
     # app.logger is first used, so Flask adds no handler of its own: waitress also calls
     # basicConfig, and two handlers would print every line twice.
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve.drop_werkzeug_request_lines()  # flask run: memflask's line, not a second one
+    drop_werkzeug_request_lines()  # flask run: memflask's line, not a second one
     if logs_requests:
         app.logger.setLevel(logging.INFO)
         app.after_request(_log_request)

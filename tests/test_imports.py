@@ -49,6 +49,19 @@ def test_light_module_imports_none_of_the_server_packages(module, forbidden):
     assert top_level_names_imported_by(module) & forbidden == set()
 
 
+def test_building_the_app_imports_no_server():
+    """create_app serves under any server: waitress and granian come with their own entry
+    points (memflask.serve, memflask.granian_server), never with the app."""
+    result = run_python(
+        "import sys\n"
+        "from memflask import create_app\n"
+        "create_app({'APP_ENV': 'production'})\n"
+        "print('\\n'.join(sorted({name.partition('.')[0] for name in sys.modules})))"
+    )
+    assert result.returncode == 0, result.stderr
+    assert {"waitress", "granian"} & set(result.stdout.split()) == set()
+
+
 def test_the_flask_caching_backend_is_built_on_first_use():
     # Importing memflask.caching stays light; looking MemflaskCache up brings Flask-Caching.
     result = run_python(

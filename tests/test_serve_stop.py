@@ -171,7 +171,7 @@ def test_stop_from_other_threads_while_the_loop_exits(app):
 def test_queue_depth_warnings_are_let_through_once_per_interval():
     import logging
 
-    from memflask.serve import EveryFewSeconds
+    from memflask.log_filters import EveryFewSeconds
 
     limiter = EveryFewSeconds(60)
 
