@@ -8,7 +8,7 @@ checks they are the same); the references on the stock servers:
   after a 204, so their /set opens a new connection each time). One more memflask row,
   "memflask, plain waitress.serve", serves `create_app()` through plain `waitress.serve`
   with memflask's options and keep-alive fix (`python -m bench.serve memflask-plain
-  PORT`): what memflask's own server (`memflask.serve.Serving`) costs beside it.
+  PORT`): what memflask's own server (`memflask.serving.waitress.Serving`) costs beside it.
 - granian: memflask by granian's command in the README's Serving section (64 blocking
   threads that read bodies and take turns at the app); each reference by granian's own
   command on as many threads as memflask runs the app at once (one for the apps that
@@ -25,7 +25,7 @@ import sys
 from typing import Any, Callable
 
 from memflask import create_app
-from memflask.granian_server import prepare_worker
+from memflask.serving.granian import prepare_worker
 
 from .references import (
     bare_redis_app,
@@ -73,9 +73,9 @@ REDIS_APPS: dict[str, Callable[[], Any]] = {
 
 def granian_threads(app: str, store_url: str) -> int:
     """A reference's blocking threads on granian: as many as memflask runs the app on at
-    once (memflask.granian_server.app_slots), its best."""
+    once (memflask.serving.granian.app_slots), its best."""
     from memflask.config import default_threads
-    from memflask.granian_server import app_slots
+    from memflask.serving.granian import app_slots
 
     if app in REDIS_APPS:
         store_url = "redis://"
@@ -135,7 +135,7 @@ def serve_on_plain_waitress(port: int) -> None:
     memflask's server (`Serving`): the bench's measure of what that server costs."""
     import waitress
 
-    from memflask.serve import keep_alive_after_bodiless_answers, waitress_options
+    from memflask.serving.waitress import keep_alive_after_bodiless_answers, waitress_options
 
     # Under full load every request waits for a thread a moment; waitress warns each time.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)

@@ -10,7 +10,7 @@ import sys
 
 from . import create_app
 from .config import ConfigError
-from .serve import CannotListen, serve
+from .serving.waitress import CannotListen, serve
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ from . import __version__
 from .app import create_app
 from .client import DEFAULT_MAX_ANSWER_BYTES, Client, MemflaskError
 from .config import DEFAULTS, INTEGER_SETTINGS
-from .serve import CannotListen
-from .serve import serve as serve_app
+from .serving.waitress import CannotListen
+from .serving.waitress import serve as serve_app
 
 ABSENT, REFUSED, UNAVAILABLE = 1, 3, 4
 
@@ -86,7 +86,7 @@ def serve(server: str, workers: int, **settings: Any) -> None:
 def _serve_with_granian(overrides: dict[str, Any], workers: int) -> None:
     if importlib.util.find_spec("granian") is None:
         raise click.UsageError("--server granian needs granian: pip install 'memflask[granian]'")
-    from . import granian_server
+    from .serving import granian as granian_server
 
     try:
         granian_server.serve(overrides, workers)

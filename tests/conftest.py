@@ -21,7 +21,7 @@ import redis
 from werkzeug.test import Client
 
 from memflask import create_app
-from memflask.serve import GracefulServer
+from memflask.serving.waitress import GracefulServer
 from memflask.store import Item
 
 # Environment variables memflask reads; each test starts without them.

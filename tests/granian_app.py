@@ -1,7 +1,7 @@
 """A memflask app served by a real granian process, for the contract suite (tests/conftest.py).
 
 `python -m tests.granian_app` serves, on 127.0.0.1, with memflask's own granian settings
-(memflask.granian_server.create_server), an app built as a contract test's `app` fixture
+(memflask.serving.granian.create_server), an app built as a contract test's `app` fixture
 builds it: the settings come as JSON in the environment variable SETTINGS_VARIABLE, and
 the clock is a frozen one that the test moves. granian runs the app in a worker process,
 so the test's FakeClock and store cannot be handed over as they are to in-process
@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import parse_qs
 
 from memflask import create_app
-from memflask.granian_server import create_server, prepare_worker, read_settings
+from memflask.serving.granian import create_server, prepare_worker, read_settings
 
 # Not MEMFLASK_...: memflask reads those as its own settings.
 SETTINGS_VARIABLE = "CONTRACT_GRANIAN_SETTINGS"

@@ -21,8 +21,8 @@ from bench.http_bench import (
 )
 from bench.references import bare_wsgi_app, minimal_flask_app
 from bench.targets import EVERY_SERVER, GOALS, ORIGINAL, verdicts
-from memflask import granian_server
 from memflask.config import default_threads
+from memflask.serving import granian as granian_server
 
 from .conftest import ROOT
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-from memflask.serve import allow_connection_limit
+from memflask.serving.waitress import allow_connection_limit
 
 from .test_keep_alive import read_answers
 

@@ -31,14 +31,14 @@ from granian.http import HTTP1Settings
 
 from memflask import create_app
 from memflask.cli import main
-from memflask.granian_server import (
+from memflask.serving.granian import (
     BLOCKING_THREADS,
     HEADER_SECONDS,
     app_slots,
     granian_options,
     prepare_worker,
 )
-from memflask.serve import waitress_options
+from memflask.serving.waitress import waitress_options
 
 from .conftest import ROOT, free_port, state_of, wait_until_serving
 from .granian_app import CONTROL_PATH, SECRET_HEADER
@@ -51,7 +51,7 @@ SLOW_APP = """
 import os
 import time
 from memflask import create_app
-from memflask.granian_server import prepare_worker
+from memflask.serving.granian import prepare_worker
 from tests.slow_verb import Slow
 
 

@@ -51,7 +51,7 @@ def test_light_module_imports_none_of_the_server_packages(module, forbidden):
 
 def test_building_the_app_imports_no_server():
     """create_app serves under any server: waitress and granian come with their own entry
-    points (memflask.serve, memflask.granian_server), never with the app."""
+    points (memflask.serving.waitress, memflask.serving.granian), never with the app."""
     result = run_python(
         "import sys\n"
         "from memflask import create_app\n"

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Optional
 
-from memflask.serve import GracefulServer
+from memflask.serving.waitress import GracefulServer
 
 # Bound on every wait, in seconds: far above what a healthy stop takes.
 WAIT = 10

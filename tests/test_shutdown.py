@@ -24,7 +24,7 @@ from .conftest import ROOT, free_port, wait_until_serving
 SERVER = """
 import signal
 from memflask import create_app
-from memflask.serve import serve
+from memflask.serving.waitress import serve
 from tests.slow_verb import Slow
 
 

@@ -141,7 +141,7 @@ def test_more_clients_than_open_files_neither_spin_nor_flood_the_log(server):
 
 def test_the_connection_limit_fits_the_open_files():
     script = (
-        "from memflask.fd_limits import connections_that_fit as fit;"
+        "from memflask.serving.fd_limits import connections_that_fit as fit;"
         "print(fit(4096, 4), fit(40, 4), fit(4096, 1))"
     )
     finished = subprocess.run(

@@ -30,7 +30,7 @@ from ..conftest import ROOT, free_port, wait_until_serving
 SILENT_SOCKETS = 1100
 # A fresh request must be answered within this, attack or not (today's main: 10 s and more).
 FRESH_SECONDS = 5.0
-# memflask.granian_server's HEADER_SECONDS and BODY_SECONDS, with room to spare.
+# memflask.serving.granian's HEADER_SECONDS and BODY_SECONDS, with room to spare.
 HEADER_SECONDS = 10
 BODY_SECONDS = 10
 # A form body sent 1 byte a second: it takes longer than BODY_SECONDS to arrive.
@@ -192,7 +192,7 @@ def answered_within(sockets: list[socket.socket], seconds: float) -> list[bytes]
     strict=True,
 )
 def test_slow_bodies_leave_threads_for_fresh_requests(granian_port):
-    from memflask.granian_server import BLOCKING_THREADS, BODY_READERS
+    from memflask.serving.granian import BLOCKING_THREADS, BODY_READERS
 
     dripping: list[socket.socket] = []
     try:

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from memflask.serve import GracefulServer
+from memflask.serving.waitress import GracefulServer
 
 from ..conftest import free_port, serving
 

@@ -28,13 +28,13 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 from flask import Config, Flask
 
-from . import config
-from .app import create_app
-from .errors import HTTPRefusal
+from .. import config
+from ..app import create_app
+from ..errors import HTTPRefusal
+from ..hotpath import STATUS_LINES, wsgi_headers
+from ..pipeline import render_refusal
 from .fd_limits import connections_that_fit
-from .hotpath import STATUS_LINES, wsgi_headers
-from .pipeline import render_refusal
-from .serve import DRAIN_SECONDS, startup_line, waitress_options
+from .waitress import DRAIN_SECONDS, startup_line, waitress_options
 
 # The name granian gives its worker processes (multiprocessing.Process(name=...)).
 WORKER_PROCESS_NAME = "granian-worker"
@@ -101,7 +101,7 @@ def granian_options(settings: Mapping[str, Any], workers: int = 1) -> dict[str, 
         # Connections served at once, idle ones included, as waitress's connection_limit:
         # granian's default (1,024) let as many silent sockets lock every client out.
         # Fitted to the open-file limit (raised in this process, inherited by the workers):
-        # past it, accept() fails at once, over and over (memflask.fd_limits).
+        # past it, accept() fails at once, over and over (memflask.serving.fd_limits).
         "backpressure": connections_that_fit(limits["connection_limit"]),
         # hyper's read buffer bounds the request head: the same limit as waitress's
         # (hyper refuses a URL over 64 KiB whatever it is, so a larger value goes in a

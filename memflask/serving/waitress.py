@@ -17,10 +17,10 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.task import WSGITask
 
-from . import __version__
-from .config import on_memory_store
+from .. import __version__
+from ..config import on_memory_store
+from ..log_filters import CONNECTION_LIMIT_LEFT, CONNECTION_LIMIT_REACHED, QUEUE_WARNINGS
 from .fd_limits import connections_that_fit
-from .log_filters import CONNECTION_LIMIT_LEFT, CONNECTION_LIMIT_REACHED, QUEUE_WARNINGS
 from .waitress_channel import BoundedOutputChannel, stalled_connections_sweeper
 
 KIB = 1024
@@ -32,7 +32,7 @@ CONNECTION_LIMIT = 4096
 # (1 MiB): the unread earlier ones and the one being written.
 FDS_PER_CONNECTION = 4
 # A connection's answers waiting for the client to read them, past which its next
-# pipelined request waits (waitress's default is 16 MiB; see memflask.waitress_channel).
+# pipelined request waits (waitress's default is 16 MiB; see memflask.serving.waitress_channel).
 OUTPUT_HIGH_WATERMARK = 1 * MIB
 # A connection idle this long is closed (waitress's default is 120 s).
 IDLE_SECONDS = 60
@@ -60,7 +60,7 @@ def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
         "connection_limit": CONNECTION_LIMIT,
         "asyncore_use_poll": True,
         # Also how long a connection's unread output may make no progress before it is
-        # closed (memflask.waitress_channel).
+        # closed (memflask.serving.waitress_channel).
         "channel_timeout": IDLE_SECONDS,
         "outbuf_high_watermark": OUTPUT_HIGH_WATERMARK,
     }
@@ -69,7 +69,7 @@ def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
 def allow_connection_limit() -> int:
     """Raise this process's open-file limit to what CONNECTION_LIMIT needs, if allowed.
 
-    Returns the connections the limit leaves room for (see memflask.fd_limits).
+    Returns the connections the limit leaves room for (see memflask.serving.fd_limits).
     """
     return connections_that_fit(CONNECTION_LIMIT, FDS_PER_CONNECTION)
 
@@ -357,7 +357,7 @@ def adopt_waitress_serve() -> None:
     Serving brings the same limits (header and body sized for MAX_VALUE_BYTES, the
     connection limit fitted to the open files), connections that hold no thread while
     their client does not read and refuse a request framed twice
-    (memflask.waitress_channel), keep-alive after 204/304, a graceful stop on SIGTERM
+    (memflask.serving.waitress_channel), keep-alive after 204/304, a graceful stop on SIGTERM
     with the last snapshot saved, and exit status 0. waitress-serve's own options still
     win (the connection limit is then fitted too).
     """
