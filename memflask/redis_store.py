@@ -40,7 +40,7 @@ from .redis_connection import (
     redis_ttl_ms,
 )
 from .redis_scripts import READ_SCRIPT, REMOVE_SCRIPT, STATS_SCRIPT, WRITE_SCRIPTS
-from .scans import MAX_CURSOR_CHARS, CursorSeal
+from .scans import MAX_CURSOR_CHARS, CursorSeal, UnknownCursor
 from .store import (
     DELETE,
     ChangeFunction,
@@ -50,7 +50,6 @@ from .store import (
     Store,
     StoreStats,
     StoreUnavailable,
-    UnknownCursor,
 )
 
 FIELDS = ("v", "n", "e")

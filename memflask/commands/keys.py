@@ -7,7 +7,8 @@ from typing import NamedTuple, Optional
 from ..errors import InvalidCursor, NotFound
 from ..headers import Conditions
 from ..params import Expiry, ExpiryParameter, Key, Limit, Parameter, Params
-from ..store import DELETE, Delete, Item, ServerChange, Store, UnknownCursor
+from ..scans import UnknownCursor
+from ..store import DELETE, Delete, Item, ServerChange, Store
 from .base import TEXT, Command, Context, Result, WriteCommand, json_content
 
 
