@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 from flask import Flask, Response, request
 
 from memflask.config import DEFAULTS
-from memflask.redis_connection import connect
+from memflask.store.redis.connection import connect
 
 
 def minimal_flask_app() -> Flask:
@@ -84,7 +84,7 @@ def bare_redis_app():
     redis-py, on the same server settings.
 
     One client shared by the server's threads, with memflask's redis-py settings
-    (memflask/redis_connection.py: a blocking pool of 64 connections, its default
+    (memflask/store/redis/connection.py: a blocking pool of 64 connections, its default
     timeout, no retries); no script, no prefix, no breaker: memflask's own work on Redis
     is what it leaves out.
     """

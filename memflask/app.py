@@ -107,7 +107,7 @@ def _make_store(config: Mapping[str, Any]) -> Store:
         return MemoryStore(
             max_keys=config["SIZE"], max_bytes=config["MAX_BYTES"], clock=config["CLOCK"]
         )
-    from .redis_store import RedisStore  # imports redis-py only when it is used
+    from .store.redis import RedisStore  # imports redis-py only when it is used
 
     return RedisStore(
         config["STORE_URL"],

@@ -20,7 +20,7 @@ import redis
 
 from memflask import create_app
 from memflask.commands import DEFAULT_COMMANDS
-from memflask.redis_store import RedisStore
+from memflask.store.redis.store import RedisStore
 
 from .clusters import Cluster, cluster, wait_for
 from .conftest import LiveServer

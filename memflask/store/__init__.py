@@ -1,5 +1,5 @@
 """The cache's storage: the interface any backend implements (`base`), and the
-in-memory LRU store (`memory`); the Redis store is in `memflask.redis_store`."""
+in-memory LRU store (`memory`); the Redis store is in `memflask.store.redis.store`."""
 
 from .base import (
     DELETE,

@@ -1,6 +1,6 @@
 """The Redis store backend: every memflask process on one Redis sees one cache.
 
-Each verb is one atomic Lua script on the server (memflask/redis_scripts.py, which also
+Each verb is one atomic Lua script on the server (memflask/store/redis/scripts.py, which also
 describes the key layout): the read, the request's conditions, the verb's rules, the
 write and the namespace's counters in one round trip, with no WATCH and no shared
 counter key, so it also runs on Redis Cluster (a shard's keys share one hash tag).
@@ -12,7 +12,7 @@ A verb without a server-side description (a plugin's) runs its Python change fun
 inside WATCH/MULTI, retried when another writer changed the key in between. No write is
 ever sent twice: one whose answer did not come raises WriteOutcomeUnknown (503, the
 outcome unknown). Every wait is bounded, and calls fail fast for a while after Redis
-failed to answer (memflask/redis_connection.py).
+failed to answer (memflask/store/redis/connection.py).
 
 SIZE and MAX_BYTES are not enforced here: Redis's own `maxmemory` with the
 `allkeys-lru` policy is the LRU (see README, "Backends").
@@ -29,19 +29,8 @@ from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError, WatchError
 
-from .redis_connection import (
-    CLUSTER_SCHEME,
-    UNREACHABLE,
-    Breaker,
-    abandon,
-    connect,
-    guarded,
-    outcome_unknown,
-    redis_ttl_ms,
-)
-from .redis_scripts import READ_SCRIPT, REMOVE_SCRIPT, STATS_SCRIPT, WRITE_SCRIPTS
-from .scans import MAX_CURSOR_CHARS, CursorSeal, UnknownCursor
-from .store import (
+from ...scans import MAX_CURSOR_CHARS, CursorSeal, UnknownCursor
+from ..base import (
     DELETE,
     ChangeFunction,
     Clock,
@@ -51,6 +40,17 @@ from .store import (
     StoreStats,
     StoreUnavailable,
 )
+from .connection import (
+    CLUSTER_SCHEME,
+    UNREACHABLE,
+    Breaker,
+    abandon,
+    connect,
+    guarded,
+    outcome_unknown,
+    redis_ttl_ms,
+)
+from .scripts import READ_SCRIPT, REMOVE_SCRIPT, STATS_SCRIPT, WRITE_SCRIPTS
 
 FIELDS = ("v", "n", "e")
 SCAN_BATCH = 1000
@@ -152,7 +152,7 @@ class RedisStore(Store):
             },
         )
 
-    # -- key layout (memflask/redis_scripts.py) ------------------------------------------
+    # -- key layout (memflask/store/redis/scripts.py) ------------------------------------------
 
     def _shard(self, key: str) -> str:
         """The hash-tagged start of the names of `key`'s shard: `<prefix>{<shard>}`."""
@@ -439,7 +439,7 @@ class RedisStore(Store):
                         pipe.hincrby(stats_name, "keys", 1 if kept else -1)
                     if new is not DELETE:
                         # Unique per key without a counter, by Redis's clock as the scripts'
-                        # versions (see memflask/redis_scripts.py), never this host's.
+                        # versions (see memflask/store/redis/scripts.py), never this host's.
                         version = int(fields[1] or 0)
                         new.version = max(version + 1, redis_time)
                     if kept:

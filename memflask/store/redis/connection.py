@@ -29,13 +29,13 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from .redis_scripts import MAX_REDIS_TTL_MS
-from .store import StoreUnavailable, WriteOutcomeUnknown
+from ..base import StoreUnavailable, WriteOutcomeUnknown
+from .scripts import MAX_REDIS_TTL_MS
 
 if TYPE_CHECKING:
     from redis.client import Pipeline
 
-    from .redis_store import RedisStore
+    from .store import RedisStore
 
 T = TypeVar("T")
 
