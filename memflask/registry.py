@@ -30,10 +30,6 @@ class Registry:
         """Return the command class for `name`, or None for an unknown verb."""
         return self._commands.get(name)
 
-    def copy(self) -> Registry:
-        """Return an independent registry with the same commands (one per app)."""
-        return Registry(self._commands.values())
-
     def __contains__(self, name: str) -> bool:
         return name in self._commands
 

@@ -39,5 +39,6 @@ DEFAULT_COMMANDS: tuple[type[Command], ...] = (
     ListKeys,
 )
 
-# The default verbs, as a registry; each app works on its own copy.
+# The default verbs, as a registry (each app builds its own, from DEFAULT_COMMANDS or the
+# commands given to create_app).
 default_registry = Registry(DEFAULT_COMMANDS)
