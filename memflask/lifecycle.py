@@ -13,8 +13,8 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from . import allocator, limits, snapshot
-from .store import MemoryStore, Store
+from . import allocator, limits
+from .store import MemoryStore, Store, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Lifecycle:
         self.snapshot_interval = snapshot_interval
         self.max_key_bytes = max_key_bytes
         self.max_value_bytes = max_value_bytes
-        self.saver: Optional[snapshot.PeriodicSaver] = None
+        self.saver: Optional[PeriodicSaver] = None
         self.restored: Optional[int] = None  # items restored from the snapshot, when on
         self._lock = threading.Lock()
         self._started = self._stopped = False
@@ -63,7 +63,7 @@ class Lifecycle:
                 # is saved over once, even unchanged: so it loses the items its load
                 # skipped (bad, expired, too large) and is written in the current version.
                 unsaved = os.path.lexists(self.snapshot_path)
-                self.saver = snapshot.PeriodicSaver(
+                self.saver = PeriodicSaver(
                     self.store,
                     self.snapshot_path,
                     self.snapshot_interval,
@@ -80,3 +80,59 @@ class Lifecycle:
             if self.saver is not None:
                 self.saver.stop()
             self.store.close()
+
+
+class PeriodicSaver:
+    """Saves the store every `interval` seconds in a daemon thread, and once more on stop.
+
+    A save is skipped, and says nothing, while the store has not changed since the last
+    one (`MemoryStore.changes`): an idle cache writes no file and logs no line every
+    interval. `saved_changes` is the store's `changes` that the file already holds (what
+    it was right after loading it); None, the default, saves at the first chance.
+    A failed save is logged and tried again at the next interval; it never ends the
+    thread nor a clean stop.
+    """
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        path: Path,
+        interval: float,
+        *,
+        saved_changes: Optional[int] = None,
+    ):
+        self.store, self.path, self.interval = store, path, interval
+        self._saved_changes = saved_changes
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memflask-snapshot", daemon=True)
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and save a last time (a clean shutdown), if anything changed."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if not self._save():
+            snapshot.log.info("snapshot %s: unchanged since the last save", self.path)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            self._save()
+
+    def _save(self) -> bool:
+        """Save unless nothing changed since the last save; False if skipped."""
+        # Read before the export: a write in between is saved now, and again next time.
+        changes = self.store.changes
+        if changes == self._saved_changes:
+            return False
+        try:
+            count = snapshot.save(self.store, self.path)
+        except Exception:  # a full disk, or a bug: the cache stays up, the next save retries
+            snapshot.log.exception("snapshot %s: save failed", self.path)
+            return True
+        self._saved_changes = changes
+        snapshot.log.info("snapshot %s: saved %d items", self.path, count)
+        return True

@@ -21,10 +21,10 @@ import tracemalloc
 
 import pytest
 
-from memflask import config, create_app, snapshot
-from memflask.lifecycle import Lifecycle
-from memflask.snapshot import FORMAT, PeriodicSaver, load, save
-from memflask.store import DELETE, Item, MemoryStore
+from memflask import config, create_app
+from memflask.lifecycle import Lifecycle, PeriodicSaver
+from memflask.store import DELETE, Item, MemoryStore, snapshot
+from memflask.store.snapshot import FORMAT, load, save
 
 from .conftest import ROOT, free_port, wait_until_serving
 

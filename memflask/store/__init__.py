@@ -1,5 +1,6 @@
-"""The cache's storage: the interface any backend implements (`base`), and the
-in-memory LRU store (`memory`); the Redis store is in `memflask.store.redis.store`."""
+"""The cache's storage: the interface any backend implements (`base`), the in-memory LRU
+store (`memory`) and its snapshot file (`snapshot`); the Redis store is in `redis/`,
+imported only when it is used."""
 
 from .base import (
     DELETE,

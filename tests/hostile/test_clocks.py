@@ -15,9 +15,9 @@ import uuid
 import pytest
 from freezegun import freeze_time
 
-from memflask import create_app, snapshot
+from memflask import create_app
 from memflask.params import Expiry
-from memflask.store import Clock, Item, MemoryStore, ServerChange
+from memflask.store import Clock, Item, MemoryStore, ServerChange, snapshot
 
 from ..conftest import FakeClock
 

@@ -26,12 +26,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memflask import create_app, headers, snapshot
+from memflask import create_app, headers
 from memflask.errors import Refusal
 from memflask.headers import Conditions
 from memflask.parsing import JSON_TOKENS_PER_FIELD, MAX_JSON_DEPTH, check_json_structure
 from memflask.security import Access
-from memflask.store import MemoryStore
+from memflask.store import MemoryStore, snapshot
 
 from ..conftest import ROOT, LiveServer, free_port, wait_until_serving
 

@@ -47,14 +47,13 @@ import os
 import re
 import stat
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import IO, Any, Iterator, Optional
 
-from . import limits
-from .store import MemoryStore
+from .. import limits
+from .memory import MemoryStore
 
 FORMAT = "memflask-snapshot"
 VERSION = 2
@@ -83,7 +82,8 @@ END_OF_ITEMS = b"]}"
 
 Entry = tuple[str, str, Optional[float]]
 
-log = logging.getLogger(__name__)
+# The name operators' logging settings know (the loader's and the saver's lines).
+log = logging.getLogger("memflask.snapshot")
 
 
 class SnapshotError(ValueError):
@@ -462,62 +462,3 @@ def _tally(reasons: Counter[str], adjective: str = "") -> tuple[str, str]:
     counted = f"{total} {adjective}{'item' if total == 1 else 'items'}"
     by_count = sorted(reasons.items(), key=lambda reason_count: (-reason_count[1], reason_count[0]))
     return counted, ", ".join(f"{reason}: {count}" for reason, count in by_count)
-
-
-# -- saving periodically ------------------------------------------------------------------------
-
-
-class PeriodicSaver:
-    """Saves the store every `interval` seconds in a daemon thread, and once more on stop.
-
-    A save is skipped, and says nothing, while the store has not changed since the last
-    one (`MemoryStore.changes`): an idle cache writes no file and logs no line every
-    interval. `saved_changes` is the store's `changes` that the file already holds (what
-    it was right after loading it); None, the default, saves at the first chance.
-    A failed save is logged and tried again at the next interval; it never ends the
-    thread nor a clean stop.
-    """
-
-    def __init__(
-        self,
-        store: MemoryStore,
-        path: Path,
-        interval: float,
-        *,
-        saved_changes: Optional[int] = None,
-    ):
-        self.store, self.path, self.interval = store, path, interval
-        self._saved_changes = saved_changes
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="memflask-snapshot", daemon=True)
-
-    def start(self) -> None:
-        if self.interval > 0:
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the thread and save a last time (a clean shutdown), if anything changed."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        if not self._save():
-            log.info("snapshot %s: unchanged since the last save", self.path)
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
-            self._save()
-
-    def _save(self) -> bool:
-        """Save unless nothing changed since the last save; False if skipped."""
-        # Read before the export: a write in between is saved now, and again next time.
-        changes = self.store.changes
-        if changes == self._saved_changes:
-            return False
-        try:
-            count = save(self.store, self.path)
-        except Exception:  # a full disk, or a bug: the cache stays up, the next save retries
-            log.exception("snapshot %s: save failed", self.path)
-            return True
-        self._saved_changes = changes
-        log.info("snapshot %s: saved %d items", self.path, count)
-        return True
