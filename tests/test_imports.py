@@ -3,6 +3,7 @@ every memflask module imports on its own in a fresh interpreter (so a cycle show
 
 from __future__ import annotations
 
+import ast
 import pkgutil
 import subprocess
 import sys
@@ -96,3 +97,49 @@ def test_every_module_imports_on_its_own():
         if result.returncode != 0:
             failures[module] = result.stderr.strip().splitlines()[-1]
     assert failures == {}
+
+
+def memflask_imports(path: Path) -> set[str]:
+    """The memflask modules a source file imports (module level or not), relative ones
+    resolved: `from ..store import base` in memflask/serving/x.py gives memflask.store and
+    memflask.store.base."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    if path.name != "__init__.py":
+        package = package.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name for name in found if name == "memflask" or name.startswith("memflask.")}
+
+
+def module_files() -> dict[str, Path]:
+    return {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in (ROOT / "memflask").rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+
+
+def test_the_layers_import_only_downwards():
+    """limits imports nothing; the stores import no command, web or server module; only
+    the entry points import a server (memflask/serving/)."""
+    modules = module_files()
+    imports = {name: memflask_imports(path) for name, path in modules.items()}
+    assert imports["memflask.limits"] == set()
+    upper = ("memflask.commands", "memflask.serving", "memflask.app", "memflask.api")
+    for name, imported in imports.items():
+        if name.startswith("memflask.store"):
+            assert not {i for i in imported if i.startswith(upper)}, name
+        if not name.startswith("memflask.serving"):
+            entry_point = name in ("memflask.cli", "memflask.__main__")
+            servers = {i for i in imported if i.startswith("memflask.serving")}
+            assert entry_point or not servers, (name, servers)
+    assert "memflask.serving.waitress" in imports["memflask.__main__"]
