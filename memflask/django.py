@@ -46,12 +46,13 @@ from django.core.cache.backends.base import (
 )
 from django.core.exceptions import ImproperlyConfigured
 
-from .client import Client, MemflaskValidationError, MemflaskValueTooLarge, _error
+from .client import Client, MemflaskValidationError, MemflaskValueTooLarge
 
 # The server's defaults: the longest key (memcached's), and the most keys one /mget or
 # commands one /batch may carry.
 from .limits import MAX_BATCH as BATCH_SIZE
 from .limits import MAX_KEY_BYTES
+from .protocol import error_from_answer
 
 __all__ = ["MemflaskCache"]
 
@@ -230,17 +231,14 @@ class MemflaskCache(BaseCache):
         """Run commands through /batch, BATCH_SIZE a request; one result per command."""
         results: list[dict[str, Any]] = []
         for start in range(0, len(commands), BATCH_SIZE):
-            # The client has no public batch method; its wire method sends one and raises
-            # the typed errors for a refused request.
-            body = self.client._call("batch", json_body=commands[start : start + BATCH_SIZE])[1]
-            results += json.loads(body)
+            results += self.client.batch(commands[start : start + BATCH_SIZE])
         return results
 
 
 def _raise_unless(result: dict[str, Any], status: int) -> None:
     """Raise the client's typed error for a /batch result that is not `status`."""
     if result["status"] != status:
-        raise _error(result["status"], json.dumps(result).encode())
+        raise error_from_answer(result["status"], json.dumps(result).encode())
 
 
 def _one_location(location: Union[str, list[str], None]) -> str:

@@ -329,3 +329,13 @@ def test_the_same_methods_as_the_sync_client():
         return {name for name in dir(cls) if not name.startswith("_")}
 
     assert public_names(AsyncClient) == public_names(Client)
+
+
+def test_both_clients_offer_the_same_verbs():
+    """Described once (memflask.protocol.Verbs): a verb added to one client is in both."""
+
+    def public(kind: type) -> set[str]:
+        return {name for name in dir(kind) if not name.startswith("_")}
+
+    assert public(AsyncClient) == public(Client)
+    assert {"get", "cas", "checkandset", "batch", "iter_keys", "close"} <= public(Client)

@@ -130,7 +130,8 @@ def module_files() -> dict[str, Path]:
 
 def test_the_layers_import_only_downwards():
     """limits imports nothing; the stores import no command, web or server module; only
-    the entry points import a server (memflask/serving/)."""
+    the entry points import a server (memflask/serving/); the clients import only the
+    protocol they share (and their deadlines), which imports nothing of memflask."""
     modules = module_files()
     imports = {name: memflask_imports(path) for name, path in modules.items()}
     assert imports["memflask.limits"] == set()
@@ -143,3 +144,8 @@ def test_the_layers_import_only_downwards():
             servers = {i for i in imported if i.startswith("memflask.serving")}
             assert entry_point or not servers, (name, servers)
     assert "memflask.serving.waitress" in imports["memflask.__main__"]
+    # The clients: their transport over the shared description of the verbs.
+    for client in ("memflask.client", "memflask.aio"):
+        shared = ("memflask.protocol", "memflask.deadlines", "memflask.limits")
+        assert all(name.startswith(shared) for name in imports[client]), imports[client]
+    assert {name for name in imports["memflask.protocol"] if name != "memflask"} == set()
