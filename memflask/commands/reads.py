@@ -8,7 +8,7 @@ from typing import NamedTuple, Optional
 from ..errors import AnswerTooLarge, NotFound
 from ..headers import Conditions
 from ..params import INT64_MAX, Key, Keys, Params
-from ..store import Item, Store
+from ..store import Item, Store, utf8_len
 from .base import TEXT, Command, Result, json_content
 from .budget import ASCII_CHAR_MOST, OTHER_CHAR_MOST, string_size
 
@@ -52,7 +52,7 @@ def _read(store: Store, key: str, answer_room: Optional[int]) -> Optional[Item]:
         return store.get(key)
     # It counts the key's UTF-8 bytes, the value's and 6: the value's against the room. A
     # value's UTF-8 bytes are never more than its JSON.
-    items = get_many_within([key], answer_room + len(key.encode()) + 6)
+    items = get_many_within([key], answer_room + utf8_len(key) + 6)
     if items is None:
         raise AnswerTooLarge(
             "left out: the value would pass the room left in the batch's answer "
