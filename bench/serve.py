@@ -25,7 +25,7 @@ import sys
 from typing import Any, Callable
 
 from memflask import create_app
-from memflask.serving.granian import prepare_worker
+from memflask.serving.granian import BLOCKING_THREADS, prepare_worker
 
 from .references import (
     bare_redis_app,
@@ -42,7 +42,7 @@ PRODUCTION_COMMANDS = {
     "waitress": ("waitress-serve", "--listen=127.0.0.1:{port}", "wsgi:app"),
     "granian": (
         *("granian", "--interface", "wsgi", "wsgi:app", "--workers-kill-timeout", "10"),
-        *("--blocking-threads", "64", "--http1-header-read-timeout", "10000"),
+        *("--blocking-threads", str(BLOCKING_THREADS), "--http1-header-read-timeout", "10000"),
         *("--backpressure", "4096"),
     ),
 }
