@@ -10,19 +10,20 @@ from typing import Any, Iterable, Mapping, Optional
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from . import api, config, dashboard
+from . import config
 from .commands import DEFAULT_COMMANDS
 from .commands.base import Command, CommandCounts, Context
+from .commands.registry import Registry
 from .config import on_memory_store
-from .errors import Refusal
-from .hotpath import HotPath
+from .core.access import Access
+from .core.errors import Refusal
 from .lifecycle import Lifecycle
 from .log_filters import drop_werkzeug_request_lines
-from .metrics import Metrics
-from .pipeline import State, log_request
-from .registry import Registry
-from .security import Access
 from .store import MemoryStore, Store
+from .web import api, dashboard
+from .web.hotpath import HotPath
+from .web.metrics import Metrics
+from .web.pipeline import State, log_request
 
 
 def create_app(

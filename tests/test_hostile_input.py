@@ -11,9 +11,9 @@ import tracemalloc
 import pytest
 
 from memflask import create_app
-from memflask.errors import InvalidEncoding, Refusal
-from memflask.parsing import parse_form
-from memflask.pipeline import read_params
+from memflask.core.errors import InvalidEncoding, Refusal
+from memflask.core.fields import parse_form
+from memflask.web.pipeline import read_params
 
 FORM = "application/x-www-form-urlencoded"
 

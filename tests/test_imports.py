@@ -135,7 +135,7 @@ def test_the_layers_import_only_downwards():
     modules = module_files()
     imports = {name: memflask_imports(path) for name, path in modules.items()}
     assert imports["memflask.limits"] == set()
-    upper = ("memflask.commands", "memflask.serving", "memflask.app", "memflask.api")
+    upper = ("memflask.commands", "memflask.serving", "memflask.app", "memflask.web.api")
     for name, imported in imports.items():
         if name.startswith("memflask.store"):
             assert not {i for i in imported if i.startswith(upper)}, name

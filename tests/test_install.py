@@ -38,5 +38,5 @@ def test_a_non_editable_install_holds_every_module_and_static_file(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     expected = files_under(SOURCE)
-    assert {"serving/waitress.py", "dashboard/static/index.html", "py.typed"} <= expected
+    assert {"serving/waitress.py", "web/dashboard/static/index.html", "py.typed"} <= expected
     assert files_under(tmp_path / "site" / "memflask") == expected

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from memflask import create_app
-from memflask.metrics import RequestCollector
 from memflask.store import item_bytes
+from memflask.web.metrics import RequestCollector
 
 
 def scrape(client, headers=None) -> dict[tuple[str, tuple], float]:

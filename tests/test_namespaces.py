@@ -102,7 +102,7 @@ def test_a_bad_limit_is_refused(client, limit):
     assert answer.json["error"] == "invalid_limit"
 
 
-# Redis's own SCAN cursors too: memflask seals every cursor it gives (memflask/scans.py).
+# Redis's own SCAN cursors too: memflask seals every cursor it gives (memflask/store/scans.py).
 @pytest.mark.parametrize("cursor", ["nonsense", "999999-0", "-1", "1-x", "0", "17"])
 def test_a_cursor_the_server_never_gave_is_refused(client, cursor):
     answer = client.get("/keys", query_string={"cursor": cursor})

@@ -9,9 +9,9 @@ import pytest
 from memflask import create_app
 from memflask.commands import default_registry
 from memflask.commands.base import TEXT, Command, Result
-from memflask.errors import NotFound
-from memflask.params import Key, Params
-from memflask.registry import Registry
+from memflask.commands.params import Key, Params
+from memflask.commands.registry import Registry
+from memflask.core.errors import NotFound
 from memflask.store import DELETE, Item, Store
 
 ORIGINAL_VERBS = [

@@ -6,7 +6,7 @@ import pytest
 
 from memflask import create_app
 from memflask.commands import default_registry
-from memflask.params import ExpiryParameter, Key
+from memflask.commands.params import ExpiryParameter, Key
 
 from .conftest import state_of
 

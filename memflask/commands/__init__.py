@@ -6,12 +6,12 @@ lists its default converters). An app can be given another set: create_app(comma
 
 from __future__ import annotations
 
-from ..registry import Registry
 from .base import Command
 from .batch import Batch
 from .counters import Decrement, Increment
 from .keys import DeleteKey, Flush, GetAndTouch, ListKeys, Touch
 from .reads import Get, MultiGet, TimeToLive
+from .registry import Registry
 from .server import Stats
 from .storage import Add, Append, CheckAndSet, Prepend, Replace, Set
 

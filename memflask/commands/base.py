@@ -1,7 +1,7 @@
 """What every command shares: the base classes, their result, and `run`.
 
-A command declares its parameters (objects from memflask.params), the refusals it may
-answer (classes from memflask.errors) and its successful answers; the validation, the
+A command declares its parameters (objects from memflask.commands.params), the refusals it may
+answer (classes from memflask.core.errors) and its successful answers; the validation, the
 OpenAPI document and the test tables are all derived from that one description.
 Nothing here knows HTTP: the pipeline turns a request into `Params` and a `Result`
 back into a response, and `/batch` does the same with JSON.
@@ -15,8 +15,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional
 
 from .. import limits
-from ..errors import PreconditionFailed, Refusal, Unavailable, ValueTooLarge
-from ..params import Parameter, Params, check_value
+from ..core.errors import PreconditionFailed, Refusal, Unavailable, ValueTooLarge
 from ..store import (
     Change,
     Item,
@@ -26,9 +25,10 @@ from ..store import (
     StoreUnavailable,
     WriteOutcomeUnknown,
 )
+from .params import Parameter, Params, check_value
 
 if TYPE_CHECKING:
-    from ..registry import Registry
+    from .registry import Registry
 
 # Parameters one request may carry beyond MAX_BATCH keys: enough for the largest /mget.
 EXTRA_FIELDS = 64

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional
 
-from ..errors import (
+from ..core.errors import (
     AnswerTooLarge,
     InvalidBatch,
     Refusal,
@@ -12,10 +12,10 @@ from ..errors import (
     UnknownVerb,
     ValidationError,
 )
-from ..params import Params, params_from_json
 from ..store import Store
 from .base import Command, Context, Result, json_content, refused, run
 from .budget import json_bounds, json_size
+from .params import Params, params_from_json
 
 ENTRY_SCHEMA = {
     "type": "object",

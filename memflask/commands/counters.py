@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar, NamedTuple, Optional
 
-from ..errors import NotAnInteger, Overflow
-from ..headers import Conditions
-from ..params import INT64_MAX, INT64_MIN, Amount, Expiry, ExpiryParameter, Key, parse_int64
+from ..core.errors import NotAnInteger, Overflow
+from ..core.headers import Conditions
 from ..store import Item, ServerChange
 from .base import WriteCommand
+from .params import INT64_MAX, INT64_MIN, Amount, Expiry, ExpiryParameter, Key, parse_int64
 
 
 class CounterArgs(NamedTuple):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
-from ..errors import InvalidCursor, NotFound
-from ..headers import Conditions
-from ..params import Expiry, ExpiryParameter, Key, Limit, Parameter, Params
-from ..scans import UnknownCursor
+from ..core.errors import InvalidCursor, NotFound
+from ..core.headers import Conditions
 from ..store import DELETE, Delete, Item, ServerChange, Store
+from ..store.scans import UnknownCursor
 from .base import TEXT, Command, Context, Result, WriteCommand, json_content
+from .params import Expiry, ExpiryParameter, Key, Limit, Parameter, Params
 
 
 class DeleteArgs(NamedTuple):

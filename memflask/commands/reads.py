@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from typing import NamedTuple, Optional
 
-from ..errors import AnswerTooLarge, NotFound
-from ..headers import Conditions
-from ..params import INT64_MAX, Key, Keys, Params
+from ..core.errors import AnswerTooLarge, NotFound
+from ..core.headers import Conditions
 from ..store import Item, Store, utf8_len
 from .base import TEXT, Command, Result, json_content
 from .budget import ASCII_CHAR_MOST, OTHER_CHAR_MOST, string_size
+from .params import INT64_MAX, Key, Keys, Params
 
 
 class GetArgs(NamedTuple):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from .. import __version__
-from ..params import Params
 from ..store import STATS_FIELDS, Store
 from .base import Command, Context, Result, json_content
+from .params import Params
 
 STATS_SCHEMA = {
     "type": "object",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
-from ..errors import CompareMismatch, Exists, NotFound
-from ..headers import Conditions
-from ..params import Expiry, ExpiryParameter, Key, Parameter, Params, Value
+from ..core.errors import CompareMismatch, Exists, NotFound
+from ..core.headers import Conditions
 from ..store import Item, ServerChange
 from .base import WriteCommand, grown_item
+from .params import Expiry, ExpiryParameter, Key, Parameter, Params, Value
 
 
 class StoreArgs(NamedTuple):

@@ -30,9 +30,9 @@ from flask import Config, Flask
 
 from .. import config
 from ..app import create_app
-from ..errors import HTTPRefusal
-from ..hotpath import STATUS_LINES, wsgi_headers
-from ..pipeline import render_refusal
+from ..core.errors import HTTPRefusal
+from ..web.hotpath import STATUS_LINES, wsgi_headers
+from ..web.pipeline import render_refusal
 from .fd_limits import connections_that_fit
 from .waitress import DRAIN_SECONDS, startup_line, waitress_options
 

@@ -18,7 +18,7 @@ from typing import (
     get_type_hints,
 )
 
-from ..scans import page_examines
+from .scans import page_examines
 
 
 class Clock:
@@ -293,7 +293,7 @@ class Store(ABC):
         Redis SCAN: a key present for the whole scan is returned at least once, a key may
         be returned more than once, and a page may hold fewer than `limit` keys (even none)
         before the end. A page examines at most scans.page_examines(limit) keys. Raises
-        UnknownCursor for a cursor this store did not give for `prefix` (memflask/scans.py).
+        UnknownCursor for a cursor this store did not give for `prefix` (memflask/store/scans.py).
         """
         raise NotImplementedError
 

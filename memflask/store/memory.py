@@ -14,7 +14,6 @@ from typing import (
     Optional,
 )
 
-from ..scans import MAX_SCANS, CursorSeal, ScanSnapshots, UnknownCursor, page_examines
 from .base import (
     _ASCII_STR_BYTES,
     DELETE,
@@ -34,6 +33,7 @@ from .base import (
     TtlItem,
     str_bytes,
 )
+from .scans import MAX_SCANS, CursorSeal, ScanSnapshots, UnknownCursor, page_examines
 
 
 class MemoryStore(Store):

@@ -26,18 +26,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memflask import create_app, headers
-from memflask.errors import Refusal
-from memflask.headers import Conditions
-from memflask.parsing import JSON_TOKENS_PER_FIELD, MAX_JSON_DEPTH, check_json_structure
-from memflask.security import Access
+from memflask import create_app
+from memflask.core import headers
+from memflask.core.access import Access
+from memflask.core.errors import Refusal
+from memflask.core.fields import JSON_TOKENS_PER_FIELD, MAX_JSON_DEPTH, check_json_structure
+from memflask.core.headers import Conditions
 from memflask.store import MemoryStore, snapshot
 
 from ..conftest import ROOT, LiveServer, free_port, wait_until_serving
 
 # Generous: today's main froze /healthz for 46 s (40,000 spaces in If-Match).
 LIVENESS_SECONDS = 10
-# The longest If-Match or If-None-Match parsed (memflask.headers, README).
+# The longest If-Match or If-None-Match parsed (memflask.core.headers, README).
 MAX_CONDITION_HEADER_CHARS = 8 * 1024
 ATTACK_SECONDS = 120
 MIB = 1024 * 1024

@@ -29,7 +29,6 @@ from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError, WatchError
 
-from ...scans import MAX_CURSOR_CHARS, CursorSeal, UnknownCursor
 from ..base import (
     DELETE,
     ChangeFunction,
@@ -40,6 +39,7 @@ from ..base import (
     StoreStats,
     StoreUnavailable,
 )
+from ..scans import MAX_CURSOR_CHARS, CursorSeal, UnknownCursor
 from .connection import (
     CLUSTER_SCHEME,
     UNREACHABLE,
@@ -60,7 +60,7 @@ SHARDS = 256
 # A stats script call on one shard, as a number of keys examined in a /batch's budget:
 # a round trip's work (EVALSHA, HMGET, ZCOUNT) is worth tens of keys' HMGETs in a scan.
 STATS_SHARD_EXAMINES = 64
-# The namespace's key that holds the secret /keys cursors are sealed with (memflask/scans.py):
+# The namespace's key that holds the secret /keys cursors are sealed with (memflask/store/scans.py):
 # one for every memflask host on this Redis, so a scan may go on through any of them.
 CURSOR_SECRET_NAME = "cursor-secret"
 # Characters that mean something in a SCAN MATCH pattern, escaped in a key prefix.

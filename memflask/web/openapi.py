@@ -12,12 +12,12 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .errors import COMMON_REFUSALS, Refusal
+from .. import __version__
+from ..core.errors import COMMON_REFUSALS, Refusal
 
 if TYPE_CHECKING:
-    from .commands.base import Command
-    from .registry import Registry
+    from ..commands.base import Command
+    from ..commands.registry import Registry
 
 TEXT = {"text/plain": {"schema": {"type": "string"}}}
 ERROR = {

@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import NotFound
 
-from .. import __version__
+from ... import __version__
 from ..api import state
 from ..pipeline import check_access
 

@@ -16,7 +16,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from .store import STATS_METRICS, Store, StoreUnavailable
+from ..store import STATS_METRICS, Store, StoreUnavailable
 
 # A cache answers in well under a millisecond in-process; the default buckets start at 5 ms.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)

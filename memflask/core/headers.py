@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple, Optional
 from .errors import HeaderTooLong, PreconditionFailed
 
 if TYPE_CHECKING:
-    from .store import Item
+    from ..store import Item
 
 # An entity tag in an If-Match or If-None-Match list, as findall reads it. `(?<!\s)`: a
 # match may start where a run of whitespace starts, not inside it. findall tried every

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 from werkzeug.exceptions import InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
-from .errors import from_werkzeug
+from ..core.errors import from_werkzeug
 from .pipeline import Answer, State, answer_verb, log_request, render_refusal
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable, Iterator, Optional
 
 if TYPE_CHECKING:
-    from .commands.base import Command
+    from .base import Command
 
 
 class Registry:

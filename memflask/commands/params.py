@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, NamedTuple, Optional, Sequence
 
-from . import limits
-from .errors import (
+from .. import limits
+from ..core.errors import (
     ConflictingExpiry,
     DuplicateParameter,
     InvalidEncoding,
@@ -28,12 +28,12 @@ from .errors import (
     ValidationError,
     ValueTooLarge,
 )
-from .headers import NO_CONDITIONS, Conditions
-from .store import TtlDeadline, utf8_len
+from ..core.headers import NO_CONDITIONS, Conditions
+from ..store import TtlDeadline, utf8_len
 
 if TYPE_CHECKING:
-    from .commands.base import Context
-    from .store import Item
+    from ..store import Item
+    from .base import Context
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

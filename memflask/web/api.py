@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
 from . import openapi
-from .errors import Refusal, from_werkzeug
+from ..core.errors import Refusal, from_werkzeug
 from .pipeline import Answer, State, answer_verb, check_access, render_refusal
 
 bp = Blueprint("api", __name__)

@@ -17,8 +17,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.wsgi import get_input_stream
 
-from .commands.base import Command, Context, Result, refused, run
-from .errors import (
+from ..commands.base import Command, Context, Result, refused, run
+from ..commands.params import Params, params_from_json
+from ..core.access import Access
+from ..core.errors import (
     InvalidBody,
     MethodNotAllowed,
     Refusal,
@@ -26,15 +28,13 @@ from .errors import (
     UnknownVerb,
     UnsupportedMediaType,
 )
-from .headers import Conditions, entity_tag, prefers_representation
+from ..core.fields import parse_form, parse_json
+from ..core.headers import Conditions, entity_tag, prefers_representation
+from ..store import Store
 from .metrics import Metrics
-from .params import Params, params_from_json
-from .parsing import parse_form, parse_json
-from .security import Access
-from .store import Store
 
 if TYPE_CHECKING:
-    from .lifecycle import Lifecycle
+    from ..lifecycle import Lifecycle
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
