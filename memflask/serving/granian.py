@@ -23,7 +23,6 @@ import multiprocessing.util
 import sys
 import threading
 import time
-from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from flask import Config, Flask
@@ -33,8 +32,8 @@ from ..app import create_app
 from ..core.errors import HTTPRefusal
 from ..web.hotpath import STATUS_LINES, wsgi_headers
 from ..web.pipeline import render_refusal
+from .common import CONNECTION_LIMIT, DRAIN_SECONDS, request_head_limit, startup_line
 from .fd_limits import connections_that_fit
-from .waitress import DRAIN_SECONDS, startup_line, waitress_options
 
 # The name granian gives its worker processes (multiprocessing.Process(name=...)).
 WORKER_PROCESS_NAME = "granian-worker"
@@ -89,7 +88,6 @@ def granian_options(settings: Mapping[str, Any], workers: int = 1) -> dict[str, 
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
 
-    limits = waitress_options(settings)
     return {
         "address": settings["HOST"],
         "port": settings["PORT"],
@@ -102,13 +100,13 @@ def granian_options(settings: Mapping[str, Any], workers: int = 1) -> dict[str, 
         # granian's default (1,024) let as many silent sockets lock every client out.
         # Fitted to the open-file limit (raised in this process, inherited by the workers):
         # past it, accept() fails at once, over and over (memflask.serving.fd_limits).
-        "backpressure": connections_that_fit(limits["connection_limit"]),
+        "backpressure": connections_that_fit(CONNECTION_LIMIT),
         # hyper's read buffer bounds the request head: the same limit as waitress's
         # (hyper refuses a URL over 64 KiB whatever it is, so a larger value goes in a
         # body). The body limit is the app's own: GranianEnviron reads the body, and the
         # app refuses it past MAX_CONTENT_LENGTH.
         "http1_settings": HTTP1Settings(
-            max_buffer_size=limits["max_request_header_size"],
+            max_buffer_size=request_head_limit(settings),
             header_read_timeout=HEADER_SECONDS * 1000,
         ),
         "websockets": False,  # WSGI has none; saying so spares a line in the log
@@ -170,12 +168,8 @@ def load_app(overrides: Mapping[str, Any]) -> Flask:
     worker, since each restores its own store.
     """
     app = prepare_worker(create_app(settings=overrides))
-    # startup_line reads the address from a waitress server; granian listens where the
-    # settings say, with its blocking threads.
-    listening = SimpleNamespace(
-        effective_host=app.config["HOST"], effective_port=app.config["PORT"]
-    )
-    print(startup_line(app, listening, blocking_threads(app.config)), file=sys.stderr, flush=True)
+    addresses = [(app.config["HOST"], app.config["PORT"])]
+    print(startup_line(app, addresses, blocking_threads(app.config)), file=sys.stderr, flush=True)
     return app
 
 

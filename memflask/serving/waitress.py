@@ -8,8 +8,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Mapping, Optional
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Mapping
 
 import waitress
 from flask import Flask
@@ -17,16 +16,13 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.task import WSGITask
 
-from .. import __version__
-from ..config import on_memory_store
 from ..log_filters import CONNECTION_LIMIT_LEFT, CONNECTION_LIMIT_REACHED, QUEUE_WARNINGS
+from .common import CONNECTION_LIMIT, DRAIN_SECONDS, request_head_limit, startup_line
 from .fd_limits import connections_that_fit
 from .waitress_channel import BoundedOutputChannel, stalled_connections_sweeper
 
 KIB = 1024
 MIB = 1024 * KIB
-# Concurrent connections served; past it waitress stops accepting until one closes.
-CONNECTION_LIMIT = 4096
 # A waitress connection's descriptors: its socket, a temporary file for a body past
 # waitress's inbuf_overflow (512 KiB), and up to two for answers past its outbuf_overflow
 # (1 MiB): the unread earlier ones and the one being written.
@@ -36,8 +32,6 @@ FDS_PER_CONNECTION = 4
 OUTPUT_HIGH_WATERMARK = 1 * MIB
 # A connection idle this long is closed (waitress's default is 120 s).
 IDLE_SECONDS = 60
-# How long a stop waits for in-flight requests to be answered before closing anyway.
-DRAIN_SECONDS = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +43,7 @@ def waitress_options(config: Mapping[str, Any]) -> dict[str, Any]:
         "port": config["PORT"],
         "threads": config["THREADS"],
         "ident": "memflask",
-        # A query-string value arrives percent-encoded, up to 3 bytes per value byte, and
-        # must fit in waitress's header limit (its 256 KiB default refuses a 1 MiB value).
-        "max_request_header_size": 3 * config["MAX_VALUE_BYTES"] + 64 * KIB,
+        "max_request_header_size": request_head_limit(config),
         "max_request_body_size": config["MAX_CONTENT_LENGTH"],
         # waitress's default of 100 connections let 100 idle or slow sockets lock every
         # other client out. A connection costs one file descriptor and a few KiB; select()
@@ -280,7 +272,11 @@ class Serving:
 
     def print_listen(self, format_string: str) -> None:
         """Say where and what is served, once, on stderr (flushed: a pipe buffers stdout)."""
-        print(startup_line(self.app, self.server.server), file=sys.stderr, flush=True)
+        print(
+            startup_line(self.app, listening_addresses(self.server.server)),
+            file=sys.stderr,
+            flush=True,
+        )
 
     def run(self) -> None:
         """Serve until SIGTERM or SIGINT, answer what is in flight, save, and return.
@@ -306,44 +302,12 @@ def serve(app: Flask) -> None:
     serving.run()
 
 
-def startup_line(app: Flask, server: Any, threads: Optional[int] = None) -> str:
-    """`memflask 0.1.0 serving http://127.0.0.1:8000 (memory store, ...)`: one line.
-
-    It ends with the instance folder, which Flask picks by where memflask is installed.
-    """
-    config = app.config
-    urls = ", ".join(f"http://{host}:{port}" for host, port in _listening(server))
-    store = config["STORE_URL"]
-    if on_memory_store(store):
-        caps = [
-            f"SIZE {config['SIZE'] or 'unlimited'}",
-            f"MAX_BYTES {config['MAX_BYTES'] or 'unlimited'}",
-        ]
-        what = f"memory store, {', '.join(caps)}"
-        restored = app.extensions["memflask"].lifecycle.restored
-        if restored is not None:
-            what += f", {restored} items restored from the snapshot"
-    else:
-        what = f"store {_without_password(store)}"
-    threads = config["THREADS"] if threads is None else threads
-    what += f", {threads} thread{'s' if threads != 1 else ''}; instance folder {app.instance_path}"
-    return f"memflask {__version__} serving {urls} ({what})"
-
-
-def _listening(server: Any) -> list[tuple[str, int]]:
+def listening_addresses(server: Any) -> list[tuple[str, int]]:
+    """Where a waitress server listens (one socket or several)."""
     effective = getattr(server, "effective_listen", None)  # a MultiSocketServer
     if effective is not None:
-        return [(f"[{host}]" if ":" in host else host, port) for host, port in effective]
-    host = server.effective_host
-    return [(f"[{host}]" if ":" in host else host, server.effective_port)]
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+        return list(effective)
+    return [(server.effective_host, server.effective_port)]
 
 
 _create_waitress_server = waitress.create_server

@@ -1,0 +1,61 @@
+"""What both servers share: the limits they hold requests to, the drain time, the start-up line."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+from flask import Flask
+
+from .. import __version__
+from ..config import on_memory_store
+
+KIB = 1024
+# Concurrent connections served; past it a server stops accepting until one closes.
+CONNECTION_LIMIT = 4096
+# How long a stop waits for in-flight requests to be answered before closing anyway.
+DRAIN_SECONDS = 10.0
+
+
+def request_head_limit(config: Mapping[str, Any]) -> int:
+    """The longest request head (line and headers), in bytes: a query-string value arrives
+    percent-encoded, up to 3 bytes per value byte, and must fit (waitress's 256 KiB default
+    refused a 1 MiB value)."""
+    return 3 * config["MAX_VALUE_BYTES"] + 64 * KIB
+
+
+def startup_line(
+    app: Flask, addresses: Iterable[tuple[str, int]], threads: Optional[int] = None
+) -> str:
+    """`memflask 0.1.0 serving http://127.0.0.1:8000 (memory store, ...)`: one line.
+
+    It ends with the instance folder, which Flask picks by where memflask is installed.
+    """
+    config = app.config
+    urls = ", ".join(
+        f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        for host, port in addresses
+    )
+    store = config["STORE_URL"]
+    if on_memory_store(store):
+        caps = [
+            f"SIZE {config['SIZE'] or 'unlimited'}",
+            f"MAX_BYTES {config['MAX_BYTES'] or 'unlimited'}",
+        ]
+        what = f"memory store, {', '.join(caps)}"
+        restored = app.extensions["memflask"].lifecycle.restored
+        if restored is not None:
+            what += f", {restored} items restored from the snapshot"
+    else:
+        what = f"store {_without_password(store)}"
+    threads = config["THREADS"] if threads is None else threads
+    what += f", {threads} thread{'s' if threads != 1 else ''}; instance folder {app.instance_path}"
+    return f"memflask {__version__} serving {urls} ({what})"
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
