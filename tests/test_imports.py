@@ -128,17 +128,48 @@ def module_files() -> dict[str, Path]:
     }
 
 
+# The layers, lowest first: a module imports only from its own layer or lower ones.
+LAYERS = (
+    ("memflask.limits", "memflask.config", "memflask.allocator", "memflask.log_filters"),
+    ("memflask.core",),
+    ("memflask.store",),
+    ("memflask.commands", "memflask.lifecycle"),
+    ("memflask.web",),
+    # create_app builds an app any server can serve; the servers build it in their workers.
+    ("memflask.app", "memflask.create_app"),
+    ("memflask.serving",),
+    ("memflask.cli", "memflask.__main__"),
+)
+# The clients' side: what they share, and the clients and framework backends over it.
+CLIENT_SIDE = ("memflask.protocol", "memflask.deadlines", "memflask.limits")
+CLIENTS = ("memflask.client", "memflask.aio", "memflask.caching", "memflask.django")
+# The package itself and its version, which any layer may read.
+ROOT_NAMES = {"memflask", "memflask.__version__"}
+
+
+def layer_of(module: str) -> int:
+    for rank, layer in enumerate(LAYERS):
+        if module.startswith(layer):
+            return rank
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS or CLIENTS")
+
+
 def test_the_layers_import_only_downwards():
-    """limits imports nothing; the stores import no command, web or server module; only
-    the entry points import a server (memflask/serving/); the clients import only the
-    protocol they share (and their deadlines), which imports nothing of memflask."""
+    """core <- store <- commands <- web <- app <- serving <- cli, limits and config below all;
+    building the app imports no server (only the entry points do); the clients import only
+    what they share, which imports nothing of memflask."""
     modules = module_files()
     imports = {name: memflask_imports(path) for name, path in modules.items()}
     assert imports["memflask.limits"] == set()
-    upper = ("memflask.commands", "memflask.serving", "memflask.app", "memflask.web.api")
+    upward = {}
     for name, imported in imports.items():
-        if name.startswith("memflask.store"):
-            assert not {i for i in imported if i.startswith(upper)}, name
+        if name == "memflask" or name.startswith((*CLIENTS, *CLIENT_SIDE)):
+            continue
+        above = {i for i in imported - ROOT_NAMES if layer_of(i) > layer_of(name)}
+        if above:
+            upward[name] = above
+    assert upward == {}
+    for name, imported in imports.items():
         if not name.startswith("memflask.serving"):
             entry_point = name in ("memflask.cli", "memflask.__main__")
             servers = {i for i in imported if i.startswith("memflask.serving")}
@@ -146,6 +177,27 @@ def test_the_layers_import_only_downwards():
     assert "memflask.serving.waitress" in imports["memflask.__main__"]
     # The clients: their transport over the shared description of the verbs.
     for client in ("memflask.client", "memflask.aio"):
-        shared = ("memflask.protocol", "memflask.deadlines", "memflask.limits")
-        assert all(name.startswith(shared) for name in imports[client]), imports[client]
+        assert all(name.startswith(CLIENT_SIDE) for name in imports[client]), imports[client]
+    for backend in ("memflask.caching", "memflask.django"):
+        allowed = (*CLIENT_SIDE, "memflask.client")
+        assert all(name.startswith(allowed) for name in imports[backend]), imports[backend]
     assert {name for name in imports["memflask.protocol"] if name != "memflask"} == set()
+
+
+def third_party_imports(path: Path) -> set[str]:
+    """The top-level names of what a source file imports that is not memflask."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add((node.module or "").partition(".")[0])
+    return found - {"memflask"}
+
+
+@pytest.mark.parametrize("module", ["pipeline", "hotpath", "state", "request_log"])
+def test_the_request_path_imports_no_flask(module):
+    """As Flask's sansio/ folder: what the hot path and the Flask view share runs on a
+    WSGI environ, without Flask (memflask/web/__init__.py says so)."""
+    path = ROOT / "memflask" / "web" / f"{module}.py"
+    assert "flask" not in third_party_imports(path)

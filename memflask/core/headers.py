@@ -7,12 +7,17 @@ a test) parses them the same way.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, NamedTuple, Optional
+from typing import NamedTuple, Optional, Protocol
 
 from .errors import HeaderTooLong, PreconditionFailed
 
-if TYPE_CHECKING:
-    from ..store import Item
+
+class Versioned(Protocol):
+    """What a precondition is checked against: a stored item's version (the store's Item)."""
+
+    @property
+    def version(self) -> int: ...
+
 
 # An entity tag in an If-Match or If-None-Match list, as findall reads it. `(?<!\s)`: a
 # match may start where a run of whitespace starts, not inside it. findall tried every
@@ -46,14 +51,14 @@ class Conditions(NamedTuple):
             _parse_entity_tags("If-None-Match", if_none_match, weak_matches=True),
         )
 
-    def check(self, current: Optional[Item]) -> None:
+    def check(self, current: Optional[Versioned]) -> None:
         """Raise PreconditionFailed unless a write may go ahead on `current`."""
         if self.if_match is not None and not _matches(self.if_match, current):
             raise PreconditionFailed("If-Match does not match the item's current version")
         if self.if_none_match is not None and _matches(self.if_none_match, current):
             raise PreconditionFailed("If-None-Match matches the item's current version")
 
-    def not_modified(self, item: Item) -> bool:
+    def not_modified(self, item: Versioned) -> bool:
         """Whether a read may answer 304: the client already holds this version."""
         return self.if_none_match is not None and _matches(self.if_none_match, item)
 
@@ -81,7 +86,7 @@ def _parse_entity_tags(
     return frozenset(tag for weak, tag in _ENTITY_TAG.findall(header) if weak_matches or not weak)
 
 
-def _matches(tags: frozenset[str], item: Optional[Item]) -> bool:
+def _matches(tags: frozenset[str], item: Optional[Versioned]) -> bool:
     return item is not None and ("*" in tags or str(item.version) in tags)
 
 
