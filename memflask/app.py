@@ -11,9 +11,7 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from . import config
-from .commands import DEFAULT_COMMANDS
-from .commands.base import Command, CommandCounts, Context
-from .commands.registry import Registry
+from .commands import DEFAULT_COMMANDS, Command, CommandCounts, Context, Registry
 from .config import on_memory_store
 from .core.access import Access
 from .core.errors import Refusal
@@ -23,7 +21,8 @@ from .store import MemoryStore, Store
 from .web import api, dashboard
 from .web.hotpath import HotPath
 from .web.metrics import Metrics
-from .web.pipeline import State, log_request
+from .web.request_log import log_request
+from .web.state import AppState
 
 
 def create_app(
@@ -73,7 +72,7 @@ def create_app(
         max_key_bytes=app.config["MAX_KEY_BYTES"],
         max_value_bytes=app.config["MAX_VALUE_BYTES"],
     )
-    state = State(
+    state = AppState(
         store, context, access, Metrics(store), lifecycle, app.config["MAX_CONTENT_LENGTH"]
     )
     app.extensions["memflask"] = state

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from memflask.commands.base import Command, Result
+from memflask.commands import Command, Result
 
 
 class Slow(Command):

@@ -100,7 +100,7 @@ def test_a_bad_hot_path_setting_is_refused(clock, bad):
 
 
 def test_an_unexpected_error_on_the_hot_path_is_a_logged_json_500(clock, caplog):
-    from memflask.commands.base import Command
+    from memflask.commands import Command
 
     class Broken(Command):
         name = "broken"

@@ -7,10 +7,7 @@ from typing import Optional
 import pytest
 
 from memflask import create_app
-from memflask.commands import default_registry
-from memflask.commands.base import TEXT, Command, Result
-from memflask.commands.params import Key, Params
-from memflask.commands.registry import Registry
+from memflask.commands import TEXT, Command, Key, Params, Registry, Result, default_registry
 from memflask.core.errors import NotFound
 from memflask.store import DELETE, Item, Store
 
@@ -108,7 +105,7 @@ def test_two_apps_never_share_a_cache(clock):
 
 def test_commands_run_without_flask(clock):
     """The command layer knows nothing of Flask: run a verb on a bare store."""
-    from memflask.commands.base import CommandCounts, Context, run
+    from memflask.commands import CommandCounts, Context, run
     from memflask.store import MemoryStore
 
     store = MemoryStore(clock=clock)

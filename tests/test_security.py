@@ -222,7 +222,7 @@ def test_host_check_comes_before_the_token(locked):
 
 
 def test_an_unexpected_error_is_a_json_500_logged_with_its_request(clock, caplog):
-    from memflask.commands.base import Command
+    from memflask.commands import Command
 
     class Broken(Command):
         name = "broken"

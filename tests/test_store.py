@@ -379,7 +379,7 @@ def test_utf8_len(text, expected):
 
 
 def test_a_wall_step_that_splits_the_expiry_seconds_keeps_the_store_within_max_bytes(clock):
-    from memflask.commands.params import Expiry
+    from memflask.commands import Expiry
 
     def ttl_item(current, now):
         return Item("v" * 100, Expiry(ttl=100).resolve(now))

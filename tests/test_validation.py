@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from memflask import create_app
-from memflask.commands import default_registry
-from memflask.commands.params import ExpiryParameter, Key
+from memflask.commands import ExpiryParameter, Key, default_registry
 
 from .conftest import state_of
 

@@ -1,8 +1,8 @@
-"""What every command shares: the base classes, their result, and `run`.
+"""The command base classes: `Command`, and `WriteCommand` for a write to one key.
 
-A command declares its parameters (objects from memflask.commands.params), the refusals it may
-answer (classes from memflask.core.errors) and its successful answers; the validation, the
-OpenAPI document and the test tables are all derived from that one description.
+A command declares its parameters (objects from memflask.commands.params), the refusals it
+may answer (classes from memflask.core.errors) and its successful answers; the validation,
+the OpenAPI document and the test tables are all derived from that one description.
 Nothing here knows HTTP: the pipeline turns a request into `Params` and a `Result`
 back into a response, and `/batch` does the same with JSON.
 """
@@ -10,84 +10,13 @@ back into a response, and `/batch` does the same with JSON.
 from __future__ import annotations
 
 import functools
-import threading
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Optional
+from typing import Any, ClassVar, Optional
 
-from .. import limits
-from ..core.errors import PreconditionFailed, Refusal, Unavailable, ValueTooLarge
-from ..store import (
-    Change,
-    Item,
-    ItemTooLarge,
-    ServerChange,
-    Store,
-    StoreUnavailable,
-    WriteOutcomeUnknown,
-)
+from ..core.errors import PreconditionFailed, Refusal, ValueTooLarge
+from ..store import Change, Item, ItemTooLarge, ServerChange, Store
 from .params import Parameter, Params, check_value
-
-if TYPE_CHECKING:
-    from .registry import Registry
-
-# Parameters one request may carry beyond MAX_BATCH keys: enough for the largest /mget.
-EXTRA_FIELDS = 64
-
-# Content descriptions for the OpenAPI document (a media type -> schema map; None: no body).
-TEXT = {"text/plain": {"schema": {"type": "string"}}}
-
-
-def json_content(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
-
-
-class CommandCounts:
-    """Per-verb command counters, safe to bump from many threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-
-    def add(self, verb: str) -> None:
-        with self._lock:
-            self._counts[verb] = self._counts.get(verb, 0) + 1
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(sorted(self._counts.items()))
-
-
-class Context(NamedTuple):
-    """Per-app settings and state that commands may need besides the store."""
-
-    registry: Registry
-    counts: CommandCounts
-    max_key_bytes: int = limits.MAX_KEY_BYTES
-    max_value_bytes: int = limits.MAX_VALUE_BYTES
-    max_batch: int = limits.MAX_BATCH
-    started: float = 0.0  # time.monotonic() at start-up
-    max_answer_bytes: int = limits.MAX_ANSWER_BYTES  # /batch, /mget, /keys
-    max_scan_keys: int = limits.MAX_SCAN_KEYS  # what a /batch's scans may examine
-
-    @property
-    def max_fields(self) -> int:
-        """Parameters one request (or /batch entry) may carry, whatever the body kind."""
-        return self.max_batch + EXTRA_FIELDS
-
-
-class Result(NamedTuple):
-    """What a command answers: a status and a text value or JSON data, and the item version."""
-
-    status: int = 204
-    value: Optional[str] = None
-    data: Any = None
-    version: Optional[int] = None
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-def refused(error: Refusal) -> Result:
-    """The answer to a refusal: its status, its JSON error body and its headers."""
-    return Result(error.status, data=error.body, headers=error.headers)
+from .result import TEXT, Result, written
 
 
 class Command:
@@ -200,28 +129,3 @@ def _describes_its_change(command: type[WriteCommand]) -> bool:
 def grown_item(value: str, expires_at: Optional[float], max_value_bytes: int) -> Item:
     """Return an Item of `value`, refusing a value that grew past the limit (append, prepend)."""
     return Item(check_value(value, max_value_bytes), expires_at)
-
-
-def written(item: Optional[Item], return_value: bool) -> Result:
-    """The answer to a write: 204, or 200 with the stored value when the client asked for it."""
-    if item is None:
-        return Result(204)
-    if return_value:
-        return Result(200, value=item.value, version=item.version)
-    return Result(204, version=item.version)
-
-
-def run(command: type[Command], store: Store, params: Params) -> Result:
-    """Validate and apply one command, turning a refusal into its error result."""
-    params.context.counts.add(command.name)
-    instance = command()
-    try:
-        return instance.apply(store, instance.validate(params))
-    except Refusal as error:
-        return refused(error)
-    except WriteOutcomeUnknown as error:
-        return refused(
-            Unavailable(f"the store did not confirm the write; its outcome is unknown ({error})")
-        )
-    except StoreUnavailable as error:
-        return refused(Unavailable(f"the store is unavailable; nothing was done ({error})"))

@@ -13,9 +13,12 @@ from ..core.errors import (
     ValidationError,
 )
 from ..store import Store
-from .base import Command, Context, Result, json_content, refused, run
+from .base import Command
 from .budget import json_bounds, json_size
+from .context import Context
+from .execution import run
 from .params import Params, params_from_json
+from .result import Result, json_content, refused
 
 ENTRY_SCHEMA = {
     "type": "object",

@@ -8,8 +8,10 @@ from ..core.errors import InvalidCursor, NotFound
 from ..core.headers import Conditions
 from ..store import DELETE, Delete, Item, ServerChange, Store
 from ..store.scans import UnknownCursor
-from .base import TEXT, Command, Context, Result, WriteCommand, json_content
+from .base import Command, WriteCommand
+from .context import Context
 from .params import Expiry, ExpiryParameter, Key, Limit, Parameter, Params
+from .result import TEXT, Result, json_content
 
 
 class DeleteArgs(NamedTuple):

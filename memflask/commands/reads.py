@@ -8,9 +8,10 @@ from typing import NamedTuple, Optional
 from ..core.errors import AnswerTooLarge, NotFound
 from ..core.headers import Conditions
 from ..store import Item, Store, utf8_len
-from .base import TEXT, Command, Result, json_content
+from .base import Command
 from .budget import ASCII_CHAR_MOST, OTHER_CHAR_MOST, string_size
 from .params import INT64_MAX, Key, Keys, Params
+from .result import TEXT, Result, json_content
 
 
 class GetArgs(NamedTuple):

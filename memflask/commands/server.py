@@ -6,8 +6,10 @@ import time
 
 from .. import __version__
 from ..store import STATS_FIELDS, Store
-from .base import Command, Context, Result, json_content
+from .base import Command
+from .context import Context
 from .params import Params
+from .result import Result, json_content
 
 STATS_SCHEMA = {
     "type": "object",

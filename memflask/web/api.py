@@ -6,9 +6,10 @@ from flask import Blueprint, Response, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
-from . import openapi
 from ..core.errors import Refusal, from_werkzeug
-from .pipeline import Answer, State, answer_verb, check_access, render_refusal
+from . import openapi
+from .pipeline import Answer, answer_verb, check_access, render_refusal
+from .state import AppState
 
 bp = Blueprint("api", __name__)
 
@@ -19,7 +20,7 @@ PUBLIC_ENDPOINTS = frozenset({"api.healthz", "dashboard.page", "dashboard.static
 PIPELINE_ENDPOINTS = frozenset({"api.dispatch"})
 
 
-def state() -> State:
+def state() -> AppState:
     return current_app.extensions["memflask"]
 
 

@@ -18,7 +18,9 @@ from werkzeug.exceptions import InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
 from ..core.errors import from_werkzeug
-from .pipeline import Answer, State, answer_verb, log_request, render_refusal
+from .pipeline import Answer, answer_verb, render_refusal
+from .request_log import log_request
+from .state import AppState
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 METHODS = frozenset({"GET", "HEAD", "POST"})
@@ -29,7 +31,7 @@ STATUS_LINES = {code: f"{code} {phrase.upper()}" for code, phrase in HTTP_STATUS
 class HotPath:
     """WSGI middleware in front of Flask's own `wsgi_app`, for the registered verbs."""
 
-    def __init__(self, flask_app: WSGIApp, state: State, logger: logging.Logger, log: bool):
+    def __init__(self, flask_app: WSGIApp, state: AppState, logger: logging.Logger, log: bool):
         self.flask_app = flask_app
         self.state = state
         self.logger = logger

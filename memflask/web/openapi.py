@@ -16,8 +16,7 @@ from .. import __version__
 from ..core.errors import COMMON_REFUSALS, Refusal
 
 if TYPE_CHECKING:
-    from ..commands.base import Command
-    from ..commands.registry import Registry
+    from ..commands import Command, Registry
 
 TEXT = {"text/plain": {"schema": {"type": "string"}}}
 ERROR = {

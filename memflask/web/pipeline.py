@@ -9,17 +9,14 @@ the body, `run()`, metrics, rendering.
 from __future__ import annotations
 
 import json
-import re
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.wsgi import get_input_stream
 
-from ..commands.base import Command, Context, Result, refused, run
-from ..commands.params import Params, params_from_json
-from ..core.access import Access
+from ..commands import Command, Params, Result, params_from_json, refused, run
 from ..core.errors import (
     InvalidBody,
     MethodNotAllowed,
@@ -30,31 +27,11 @@ from ..core.errors import (
 )
 from ..core.fields import parse_form, parse_json
 from ..core.headers import Conditions, entity_tag, prefers_representation
-from ..store import Store
-from .metrics import Metrics
-
-if TYPE_CHECKING:
-    from ..lifecycle import Lifecycle
+from .state import AppState
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"
-MAX_LOGGED_PATH = 200
-# What could end or forge a log line: the control characters (Unicode category Cc, C1's
-# U+0085 NEXT LINE among them) and the line and paragraph separators (Zl, Zp), which
-# str.splitlines, editors and log viewers also break lines at.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-class State(NamedTuple):
-    """Per-app state, kept in app.extensions["memflask"]."""
-
-    store: Store
-    context: Context
-    access: Access
-    metrics: Metrics
-    lifecycle: Lifecycle
-    max_body_bytes: int  # MAX_CONTENT_LENGTH
 
 
 class Answer(NamedTuple):
@@ -66,7 +43,7 @@ class Answer(NamedTuple):
     headers: list[tuple[str, str]]  # ETag, WWW-Authenticate, Allow
 
 
-def answer_verb(state: State, environ: dict[str, Any], verb: str) -> Answer:
+def answer_verb(state: AppState, environ: dict[str, Any], verb: str) -> Answer:
     """Check access, run `verb` on the request in `environ`, and render its result."""
     try:
         command = admit(state, environ, verb)
@@ -81,14 +58,14 @@ def answer_verb(state: State, environ: dict[str, Any], verb: str) -> Answer:
     return render(result)
 
 
-def check_access(state: State, environ: dict[str, Any]) -> None:
+def check_access(state: AppState, environ: dict[str, Any]) -> None:
     """The Host allowlist, then the bearer token (every route but the public ones)."""
     state.access.check_host(environ.get("HTTP_HOST"))
     if state.access.token is not None:
         state.access.check_token(environ.get("HTTP_AUTHORIZATION"))
 
 
-def admit(state: State, environ: dict[str, Any], verb: str) -> type[Command]:
+def admit(state: AppState, environ: dict[str, Any], verb: str) -> type[Command]:
     """The command for `verb`, once the request may run it; raise a Refusal otherwise."""
     check_access(state, environ)
     command = state.context.registry.get(verb)
@@ -103,7 +80,7 @@ def admit(state: State, environ: dict[str, Any], verb: str) -> type[Command]:
     return command
 
 
-def read_params(environ: dict[str, Any], command: type[Command], state: State) -> Params:
+def read_params(environ: dict[str, Any], command: type[Command], state: AppState) -> Params:
     """Collect parameters from the query string and a form or JSON body, strictly as UTF-8."""
     context = state.context
     max_fields = context.max_fields
@@ -174,19 +151,3 @@ def render_refusal(error: Refusal) -> Answer:
 def json_bytes(data: Any) -> bytes:
     """JSON as Flask's default provider writes it: compact, keys sorted, ASCII, a newline."""
     return (json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n").encode()
-
-
-def log_request(logger: Any, environ: dict[str, Any], status: int, seconds: float) -> None:
-    """One line per request: method, path, status and duration.
-
-    Never the query string or the body: they carry keys, values and their sizes (a
-    1 MiB value made a 1 MiB line). Control characters in the path are escaped, so a
-    request cannot forge a second log line.
-    """
-    method = _escaped(environ.get("REQUEST_METHOD", ""))
-    path = _escaped(environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace"))
-    logger.info("%s %s %s %.2fms", method, path[:MAX_LOGGED_PATH], status, seconds * 1000)
-
-
-def _escaped(text: str) -> str:
-    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)

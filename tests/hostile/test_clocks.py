@@ -16,7 +16,7 @@ import pytest
 from freezegun import freeze_time
 
 from memflask import create_app
-from memflask.commands.params import Expiry
+from memflask.commands import Expiry
 from memflask.store import Clock, Item, MemoryStore, ServerChange, snapshot
 
 from ..conftest import FakeClock
@@ -111,7 +111,7 @@ def test_stats_and_the_byte_count_stay_exact_over_a_step():
 
 
 def _ttl_change(seconds):
-    from memflask.commands.params import Expiry
+    from memflask.commands import Expiry
     from memflask.store import Item
 
     return lambda current, now: Item("v", Expiry(ttl=seconds).resolve(now))
