@@ -7,7 +7,19 @@ from typing import Optional
 import pytest
 
 from memflask import create_app
-from memflask.commands import TEXT, Command, Key, Params, Registry, Result, default_registry
+from memflask.commands import (
+    DEFAULT_COMMANDS,
+    TEXT,
+    Command,
+    CommandCounts,
+    Context,
+    Key,
+    Params,
+    Registry,
+    Result,
+    default_registry,
+)
+from memflask.commands.storage import Append, Set
 from memflask.core.errors import NotFound
 from memflask.store import DELETE, Item, Store
 
@@ -150,3 +162,41 @@ def test_an_app_can_be_given_its_store(clock):
     assert client.get("/get?key=k").data == b"from the test"
     client.get("/set?key=j&value=v")
     assert store.peek("j").value == "v"
+
+
+class Chain(Append):
+    """Append after a comma (a plugin's own way of growing)."""
+
+    name = "chain"
+
+    def grow(self, current: str, value: str) -> str:
+        return f"{current},{value}"
+
+
+class Shout(Set):
+    """Store the value in capitals (a plugin's own change)."""
+
+    name = "shout"
+
+    def change(self, current: Optional[Item], now: float, args) -> Item:
+        return Item(args.value.upper(), args.expiry.resolve(now))
+
+
+@pytest.mark.parametrize(
+    ("command", "described"), [(Append, True), (Set, True), (Chain, False), (Shout, False)]
+)
+def test_a_verb_is_run_server_side_only_where_its_description_is_its_own(command, described):
+    """A subclass that overrides a method its change is made of (`change`, or `grow` for
+    append and prepend) has no server-side description: its own code runs."""
+    params = Params({"key": ["k"], "value": ["v"]}, Context(default_registry, CommandCounts()))
+    instance = command()
+    server_change = instance.conditioned_server_change(instance.validate(params))
+    assert (server_change is not None) is described
+
+
+def test_a_plugin_growing_its_own_way_grows_its_own_way(clock):
+    app = create_app({"APP_ENV": "production"}, commands=(*DEFAULT_COMMANDS, Chain))
+    client = app.test_client()
+    client.get("/set?key=k&value=a")
+    assert client.get("/chain?key=k&value=b").status_code == 204
+    assert client.get("/get?key=k").data == b"a,b"

@@ -75,6 +75,8 @@ class WriteCommand(Command):
     answers = {204: None, 200: TEXT}  # 200 with the value under Prefer: return=representation
     # A verb that reads as it writes (gat): counts a hit or a miss and answers the value.
     reads: ClassVar[bool] = False
+    # The methods `change` is made of, which `server_change` must describe as they are.
+    change_methods: ClassVar[tuple[str, ...]] = ("change",)
 
     def validate(self, params: Params) -> Any:
         return self.Args(
@@ -85,19 +87,20 @@ class WriteCommand(Command):
         """Return the change to make to `current`, or raise a Refusal to refuse."""
         raise NotImplementedError
 
-    def describe(self, args: Any) -> Optional[ServerChange]:
+    def server_change(self, args: Any) -> Optional[ServerChange]:
         """The same change as `change`, as data a backend can run server-side (None: none).
 
-        A class that defines `describe` must define `change` too, or inherit both from
-        one class: a subclass that overrides only `change` is not described by it.
+        A class that defines `server_change` must define the methods `change` depends on
+        (`change_methods`) too, or inherit them all from one class: a subclass that
+        overrides one of them alone is not described by it, and runs in Python.
         """
         return None
 
-    def described(self, args: Any) -> Optional[ServerChange]:
-        """`describe`'s description with the request's conditions, if it describes `change`."""
+    def conditioned_server_change(self, args: Any) -> Optional[ServerChange]:
+        """`server_change` with the request's conditions, if it describes `change`."""
         if not _describes_its_change(type(self)):
             return None
-        description = self.describe(args)
+        description = self.server_change(args)
         if description is None:
             return None
         return description._replace(
@@ -110,7 +113,9 @@ class WriteCommand(Command):
             return self.change(current, now, args)
 
         try:
-            item = store.write(args.key, checked_change, self.described(args), read=self.reads)
+            item = store.write(
+                args.key, checked_change, self.conditioned_server_change(args), read=self.reads
+            )
         except ItemTooLarge as error:
             raise ValueTooLarge(f"the item is too large for the cache: {error}") from None
         return written(item, args.return_value or self.reads)
@@ -118,12 +123,18 @@ class WriteCommand(Command):
 
 @functools.cache  # per class, for good: a class's methods stay put
 def _describes_its_change(command: type[WriteCommand]) -> bool:
-    """Whether the class's `describe` was written for its `change`: defined in the same
-    class or below it, so a plugin verb that overrides only `change` runs it in Python."""
+    """Whether the class's `server_change` was written for its `change`: defined in the same
+    class as each of `change_methods` or below it, so a plugin verb that overrides only
+    `change` (or `grow`) runs it in Python."""
     mro = command.__mro__
-    describer = next(klass for klass in mro if "describe" in vars(klass))
-    changer = next(klass for klass in mro if "change" in vars(klass))
-    return describer is not WriteCommand and mro.index(describer) <= mro.index(changer)
+
+    def definer(method: str) -> int:
+        return next(index for index, klass in enumerate(mro) if method in vars(klass))
+
+    describer = definer("server_change")
+    return mro[describer] is not WriteCommand and all(
+        describer <= definer(method) for method in command.change_methods
+    )
 
 
 def grown_item(value: str, expires_at: Optional[float], max_value_bytes: int) -> Item:

@@ -38,7 +38,7 @@ class CounterCommand(WriteCommand):
             )
         return Item(str(result), args.expiry.resolve(now, current))
 
-    def describe(self, args: CounterArgs) -> ServerChange:
+    def server_change(self, args: CounterArgs) -> ServerChange:
         return ServerChange(
             "count",
             str(args.amount),  # an absent key is set to the amount as given

@@ -31,7 +31,7 @@ class DeleteKey(WriteCommand):
     def change(self, current: Optional[Item], now: float, args: DeleteArgs) -> Delete:
         return DELETE
 
-    def describe(self, args: DeleteArgs) -> ServerChange:
+    def server_change(self, args: DeleteArgs) -> ServerChange:
         return ServerChange("delete")
 
 
@@ -55,7 +55,7 @@ class Touch(WriteCommand):
             raise NotFound("no such key")
         return Item(current.value, args.expiry.resolve(now))
 
-    def describe(self, args: TouchArgs) -> ServerChange:
+    def server_change(self, args: TouchArgs) -> ServerChange:
         return ServerChange("touch", expiry=args.expiry)
 
 
@@ -129,10 +129,11 @@ class ListKeys(Command):
     """
 
     name = "keys"
+    limit = Limit()
     parameters = (
         Parameter("prefix", PREFIX_DESCRIPTION, required=False),
         Parameter("cursor", "Where the scan goes on; none (or empty) to start.", required=False),
-        Limit(),
+        limit,
     )
     refusals = (InvalidCursor,)
     answers = {
@@ -149,7 +150,7 @@ class ListKeys(Command):
     }
 
     def validate(self, params: Params) -> ListArgs:
-        limit = self.parameters[2].parse(params)
+        limit = self.limit.parse(params)
         return ListArgs(
             params.optional("prefix") or "",
             params.optional("cursor") or "",

@@ -133,7 +133,7 @@ class Parameter:
         """Valid wire values of this parameter, by name (for tests and clients)."""
         return {self.name: self.example}
 
-    def describe(self) -> list[dict[str, Any]]:
+    def openapi(self) -> list[dict[str, Any]]:
         """OpenAPI parameter objects, one per wire name."""
         return [
             {
@@ -281,7 +281,7 @@ class ExpiryParameter(Parameter):
     def examples(self) -> dict[str, str]:
         return {"ttl": self.example}
 
-    def describe(self) -> list[dict[str, Any]]:
+    def openapi(self) -> list[dict[str, Any]]:
         either = " One of expire and ttl is required." if self.required else ""
         return [
             {

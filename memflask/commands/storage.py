@@ -34,7 +34,7 @@ class Set(StoreCommand):
     def change(self, current: Optional[Item], now: float, args: StoreArgs) -> Item:
         return Item(args.value, args.expiry.resolve(now))
 
-    def describe(self, args: StoreArgs) -> ServerChange:
+    def server_change(self, args: StoreArgs) -> ServerChange:
         return ServerChange("set", args.value, expiry=args.expiry)
 
 
@@ -49,7 +49,7 @@ class Add(StoreCommand):
             raise Exists("the key already exists")
         return Item(args.value, args.expiry.resolve(now))
 
-    def describe(self, args: StoreArgs) -> ServerChange:
+    def server_change(self, args: StoreArgs) -> ServerChange:
         return ServerChange("add", args.value, expiry=args.expiry)
 
 
@@ -64,7 +64,7 @@ class Replace(StoreCommand):
             raise NotFound("no such key")
         return Item(args.value, args.expiry.resolve(now))
 
-    def describe(self, args: StoreArgs) -> ServerChange:
+    def server_change(self, args: StoreArgs) -> ServerChange:
         return ServerChange("replace", args.value, expiry=args.expiry)
 
 
@@ -95,7 +95,7 @@ class CheckAndSet(WriteCommand):
             raise CompareMismatch("the current value does not equal 'compare'; nothing changed")
         return Item(args.value, args.expiry.resolve(now))
 
-    def describe(self, args: CompareArgs) -> ServerChange:
+    def server_change(self, args: CompareArgs) -> ServerChange:
         return ServerChange("checkandset", args.value, args.compare, expiry=args.expiry)
 
 
@@ -112,6 +112,7 @@ class GrowCommand(StoreCommand):
     """A verb that adds to the current value; an absent key is set; the expiry is kept."""
 
     Args = GrowArgs
+    change_methods = ("change", "grow")
 
     def validate(self, params: Params) -> GrowArgs:
         return GrowArgs(
@@ -130,11 +131,10 @@ class GrowCommand(StoreCommand):
             args.max_value_bytes,
         )
 
-    def describe(self, args: GrowArgs) -> Optional[ServerChange]:
-        if type(self).grow not in (Append.grow, Prepend.grow):
-            return None  # a plugin's own way of growing runs in Python
+    def grown(self, kind: str, args: GrowArgs) -> ServerChange:
+        """The change as data: `kind` ("append" or "prepend") of the value, expiry kept."""
         return ServerChange(
-            "append" if type(self).grow is Append.grow else "prepend",
+            kind,
             args.value,
             expiry=args.expiry,
             keeps_expiry=True,
@@ -153,6 +153,9 @@ class Append(GrowCommand):
     def grow(self, current: str, value: str) -> str:
         return current + value
 
+    def server_change(self, args: GrowArgs) -> ServerChange:
+        return self.grown("append", args)
+
 
 class Prepend(GrowCommand):
     """Add the value before the current one (an absent key is set); the expiry is kept."""
@@ -161,3 +164,6 @@ class Prepend(GrowCommand):
 
     def grow(self, current: str, value: str) -> str:
         return value + current
+
+    def server_change(self, args: GrowArgs) -> ServerChange:
+        return self.grown("prepend", args)

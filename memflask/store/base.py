@@ -318,11 +318,11 @@ class Store(ABC):
         self,
         key: str,
         change: ChangeFunction,
-        described: Optional[ServerChange] = None,
+        server_change: Optional[ServerChange] = None,
         *,
         read: bool = False,
     ) -> Optional[Item]:
-        """Apply a write given both ways: `change`, and `described` (the same change as
+        """Apply a write given both ways: `change`, and `server_change` (the same change as
         data, when the verb has one) for a backend that runs it server-side. By default
         `change` runs through update()."""
         return self.update(key, change, read=read)

@@ -97,7 +97,7 @@ def _path_item(command: type[Command]) -> dict[str, Any]:
         post = _operation(name, summary, [], command.answers, errors, body=body)
         return {"post": {**post, **details}}
     parameters = [
-        described for parameter in command.parameters for described in parameter.describe()
+        described for parameter in command.parameters for described in parameter.openapi()
     ]
     schema = {
         "type": "object",

@@ -343,48 +343,50 @@ class RedisStore(Store):
         self,
         key: str,
         change: ChangeFunction,
-        described: Optional[ServerChange] = None,
+        server_change: Optional[ServerChange] = None,
         *,
         read: bool = False,
     ) -> Optional[Item]:
-        if described is None:  # a plugin verb: its change function, under WATCH
+        if server_change is None:  # a plugin verb: its change function, under WATCH
             return self.update(key, change, read=read)
-        return self._run_script(key, change, described, read)
+        return self._run_script(key, change, server_change, read)
 
     @guarded
     def _run_script(
-        self, key: str, change: ChangeFunction, described: ServerChange, read: bool
+        self, key: str, change: ChangeFunction, server_change: ServerChange, read: bool
     ) -> Optional[Item]:
         now_argument, now = self._now_argument()
         shard = self._shard(key)
-        if described.expiry is None or (described.keeps_expiry and not described.expiry.given):
+        if server_change.expiry is None or (
+            server_change.keeps_expiry and not server_change.expiry.given
+        ):
             expiry = "keep"
-        elif described.expiry.ttl:
-            expiry = f"ttl:{described.expiry.ttl}"  # from now by the script's clock
+        elif server_change.expiry.ttl:
+            expiry = f"ttl:{server_change.expiry.ttl}"  # from now by the script's clock
         else:
-            expires_at = described.expiry.resolve(now)
+            expires_at = server_change.expiry.resolve(now)
             expiry = "" if expires_at is None else repr(expires_at)
-        if described.kind == "count":
-            extra = _amounts(described.amount)
-        elif described.kind == "checkandset":
-            extra = [described.compare]
+        if server_change.kind == "count":
+            extra = _amounts(server_change.amount)
+        elif server_change.kind == "checkandset":
+            extra = [server_change.compare]
         else:
-            extra = [described.max_value_bytes]
+            extra = [server_change.max_value_bytes]
         args = [
             now_argument,
             f"{shard}item:",
             key,
             "1" if read else "0",
-            _tags(described.if_match),
-            _tags(described.if_none_match),
+            _tags(server_change.if_match),
+            _tags(server_change.if_none_match),
             expiry,
-            described.value,
+            server_change.value,
             *extra,
         ]
         keys = [*self._shard_keys(shard), f"{shard}item:{key}"]
         try:
             outcome, value, version, expires, present, server_now = self.scripts.call(
-                described.kind, keys, args
+                server_change.kind, keys, args
             )
         except UNREACHABLE as error:
             raise outcome_unknown(error) from error
@@ -399,7 +401,7 @@ class RedisStore(Store):
             return item
         # Refused: the verb's own change function names the refusal, as on the memory store.
         change(item if present == b"1" else None, now)
-        raise RuntimeError(f"redis refused a {described.kind} that the change function allows")
+        raise RuntimeError(f"redis refused a {server_change.kind} that the change function allows")
 
     @guarded
     def update(self, key: str, change: ChangeFunction, *, read: bool = False) -> Optional[Item]:
