@@ -21,13 +21,13 @@ importing Flask-Caching imports Flask, and Flask-Caching (2.3 to 2.5) calls a ba
 (anything else is called with those four arguments itself).
 
 Values go through the cache's `serializer`, as in cachelib's Redis backend: by default
-MemflaskSerializer, cachelib's RedisSerializer (integers as plain text, so `inc`/`dec`
-run on the server, everything else pickled behind a "!" marker). Flask-Caching's
-CACHE_SERIALIZER, the `serializer` option or the `serializer` attribute choose another
-(cachelib's JSONSerializer: no pickle). memflask stores text: a serialised value that is
-UTF-8 text travels as it is, anything else (a pickle) as BASE64_MARKER + base64. As with
-every pickle-based backend, whoever can write to the cache can run code in the app that
-reads it: give the server a token, keep it on a trusted network, or choose JSON.
+MemflaskSerializer, cachelib's RedisSerializer writing memflask.codec's bytes (integers as
+plain text, so `inc`/`dec` run on the server, everything else pickled), which
+memflask.django writes too. Flask-Caching's CACHE_SERIALIZER, the `serializer` option or
+the `serializer` attribute choose another (cachelib's JSONSerializer: no pickle). The
+serialised bytes are stored as memflask.codec's text. As with every pickle-based backend,
+whoever can write to the cache can run code in the app that reads it: give the server a
+token, keep it on a trusted network, or choose JSON.
 
 Keys longer than memcached's 250 bytes (with the prefix) are hashed to a stable short
 key under the same prefix, as memcached backends do, so a long URL or memoized
@@ -36,9 +36,6 @@ argument list is cached rather than refused.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
 import hashlib
 import pickle
 from typing import Any, Mapping, Optional
@@ -46,14 +43,13 @@ from typing import Any, Mapping, Optional
 from cachelib import BaseCache
 from cachelib.serializers import RedisSerializer
 
+from . import codec
 from .client import DEFAULT_MAX_ANSWER_BYTES, Client, MemflaskError
 from .limits import MAX_KEY_BYTES  # the server's default, as memcached's
 
 # What a hashed key holds after the prefix: this marker and the key's SHA-256 in hex.
 HASHED_KEY_MARKER = "sha256:"
 HASHED_KEY_BYTES = len(HASHED_KEY_MARKER) + 64
-# Marks a stored value that is base64 of the serialiser's bytes (they were not text).
-BASE64_MARKER = "b64:"
 # Client options -> the Flask-Caching settings that give them.
 NETWORK_SETTINGS = {
     "timeout": "CACHE_MEMFLASK_TIMEOUT",
@@ -62,15 +58,12 @@ NETWORK_SETTINGS = {
 
 
 class MemflaskSerializer(RedisSerializer):
-    """cachelib's RedisSerializer with integers as plain text, so inc/dec run on the server.
-
-    cachelib 0.17's does that itself; 0.14's (Python 3.9 and 3.10) pickles them too.
+    """cachelib's RedisSerializer writing memflask.codec's bytes: integers as plain text, so
+    inc/dec run on the server (cachelib 0.14, on Python 3.9 and 3.10, pickles them too).
     """
 
     def dumps(self, value: Any, protocol: int = pickle.HIGHEST_PROTOCOL) -> bytes:
-        if type(value) is int:  # not bool: True must come back as True
-            return str(value).encode("ascii")
-        return super().dumps(value, protocol)
+        return codec.dumps(value)
 
 
 class CachelibMemflaskCache(BaseCache):
@@ -110,23 +103,12 @@ class CachelibMemflaskCache(BaseCache):
         data = self.serializer.dumps(value)
         if data is None:  # cachelib's serialisers warn and answer None on failure
             return None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is None or text.startswith(BASE64_MARKER):
-            return BASE64_MARKER + base64.b64encode(data).decode("ascii")
-        return text
+        return codec.text_of(data)
 
     def loads(self, text: Optional[str]) -> Any:
         if text is None:
             return None  # a miss (JSONSerializer would log a warning for each one)
-        data = text.encode("utf-8")
-        if text.startswith(BASE64_MARKER):
-            # Not base64: text another client wrote, which the serialiser sees as it is.
-            with contextlib.suppress(binascii.Error):
-                data = base64.b64decode(text[len(BASE64_MARKER) :], validate=True)
-        return self.serializer.loads(data)
+        return self.serializer.loads(codec.data_of(text))
 
     # -- the cache API -------------------------------------------------------------------
 

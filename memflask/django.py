@@ -20,11 +20,12 @@ and keys memcached would refuse get Django's CacheKeyWarning. A key over memflas
 UTF-8 bytes is refused with InvalidCacheKey before any request, as Django's memcached
 backends refuse theirs: the server would answer 400.
 
-Values are serialised as Django's Redis backend does: integers as plain text, so `incr`
-and `decr` run atomically on the server, and everything else pickled; memflask stores
-text, so the pickle travels in base64 behind a "!" marker. As with every pickle-based
-cache, whoever can write to the cache can run code in the app that reads it: give the
-server a token, keep it on a trusted network.
+Values are serialised by memflask.codec, as Django's Redis backend does: integers as
+plain text, so `incr` and `decr` run atomically on the server, and everything else
+pickled (in base64: memflask stores text). memflask.caching writes the same, so a Flask
+and a Django app can share values. As with every pickle-based cache, whoever can write to
+the cache can run code in the app that reads it: give the server a token, keep it on a
+trusted network.
 
 Importing this module imports Django's cache base (the `memflask[django]` extra) and
 memflask.client; `import django` here is the Django package, as imports are absolute.
@@ -32,9 +33,7 @@ memflask.client; `import django` here is the Django package, as imports are abso
 
 from __future__ import annotations
 
-import base64
 import json
-import pickle
 import re
 from typing import Any, Iterable, Union
 
@@ -46,6 +45,7 @@ from django.core.cache.backends.base import (
 )
 from django.core.exceptions import ImproperlyConfigured
 
+from . import codec
 from .client import Client, MemflaskValidationError, MemflaskValueTooLarge
 
 # The server's defaults: the longest key (memcached's), and the most keys one /mget or
@@ -57,11 +57,6 @@ from .protocol import error_from_answer
 __all__ = ["MemflaskCache"]
 
 DEFAULT_LOCATION = "http://127.0.0.1:8000"
-
-
-PICKLED = "!"
-# What the server counts as an integer; int() would also take " 7", "1_000" and "٣".
-PLAIN_INTEGER = re.compile(r"-?[0-9]+")
 
 
 class MemflaskCache(BaseCache):
@@ -82,17 +77,11 @@ class MemflaskCache(BaseCache):
 
     @staticmethod
     def dumps(value: Any) -> str:
-        if type(value) is int:  # not bool: True must come back as True, not 1
-            return str(value)
-        return PICKLED + base64.b64encode(pickle.dumps(value, pickle.HIGHEST_PROTOCOL)).decode()
+        return codec.text_of(codec.dumps(value))
 
     @staticmethod
     def loads(text: str) -> Any:
-        if text.startswith(PICKLED):
-            return pickle.loads(base64.b64decode(text[1:]))  # trusted: see the module doc
-        if PLAIN_INTEGER.fullmatch(text):
-            return int(text)
-        return text  # written by another client as plain text
+        return codec.loads(codec.data_of(text))
 
     # -- keys and timeouts ---------------------------------------------------------------
 

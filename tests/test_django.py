@@ -10,6 +10,7 @@ moved by hand where Django's tests sleep.
 from __future__ import annotations
 
 import asyncio
+import base64
 import pickle
 import threading
 import warnings
@@ -41,6 +42,7 @@ from django.test import RequestFactory, override_settings
 from django.views.decorators.cache import cache_page
 
 from memflask import create_app
+from memflask.caching import CachelibMemflaskCache
 from memflask.client import (
     Client,
     MemflaskAuthenticationError,
@@ -284,12 +286,26 @@ def test_integers_travel_as_text_and_the_rest_pickled(cache, server):
     cache.set("count", 41)
     cache.set("words", ["a"])
     assert server.get(":1:count") == "41"
-    assert server.get(":1:words").startswith("!")
+    stored = server.get(":1:words")  # memflask.codec's text: base64 of "!" and the pickle
+    assert stored.startswith("b64:")
+    assert base64.b64decode(stored[4:]).startswith(b"!")
     # Text another client wrote reads back as text, integers as integers.
     server.set(":1:plain", "hello")
     server.set(":1:number", "-12")
     assert cache.get("plain") == "hello"
     assert cache.get("number") == -12
+
+
+def test_a_flask_app_and_a_django_app_read_each_other_s_values(cache, location):
+    """Both backends keep values in memflask.codec's one format."""
+    flask_side = CachelibMemflaskCache(location, key_prefix=":1:")  # Django's key for "k"
+    flask_side.set("from-flask", {"a": [1, 2]})
+    flask_side.set("count", 7)
+    cache.set("from-django", ("t", 1.5))
+    assert cache.get("from-flask") == {"a": [1, 2]}
+    assert cache.incr("count") == 8
+    assert flask_side.get("from-django") == ("t", 1.5)
+    assert flask_side.get("count") == 8
 
 
 def test_unpicklable_values_raise_pickle_error(cache):
