@@ -12,12 +12,11 @@ from werkzeug.exceptions import HTTPException
 
 from . import config
 from .commands import DEFAULT_COMMANDS, Command, CommandCounts, Context, Registry
-from .config import on_memory_store
 from .core.access import Access
 from .core.errors import Refusal
 from .lifecycle import Lifecycle
 from .log_filters import drop_werkzeug_request_lines
-from .store import MemoryStore, Store
+from .store import Store, make_store
 from .web import api, dashboard
 from .web.hotpath import HotPath
 from .web.metrics import Metrics
@@ -57,7 +56,7 @@ def create_app(
         max_scan_keys=app.config["MAX_SCAN_KEYS"],
     )
     if store is None:
-        store = _make_store(app.config)
+        store = make_store(app.config)
     access = Access.from_settings(
         app.config["TOKEN"], app.config["ALLOWED_HOSTS"], app.config["ALLOWED_ORIGINS"]
     )
@@ -99,22 +98,6 @@ def create_app(
     # serve) restores the snapshot; serving stops it through lifecycle.shutdown().
     lifecycle.startup()
     return app
-
-
-def _make_store(config: Mapping[str, Any]) -> Store:
-    """The backend STORE_URL names: the memory store, or Redis."""
-    if on_memory_store(config["STORE_URL"]):
-        return MemoryStore(
-            max_keys=config["SIZE"], max_bytes=config["MAX_BYTES"], clock=config["CLOCK"]
-        )
-    from .store.redis import RedisStore  # imports redis-py only when it is used
-
-    return RedisStore(
-        config["STORE_URL"],
-        prefix=config["STORE_PREFIX"],
-        timeout=config["STORE_TIMEOUT_MS"] / 1000,
-        clock=config["CLOCK"],
-    )
 
 
 def _start_clock() -> None:

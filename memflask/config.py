@@ -10,8 +10,8 @@ from flask import Config
 from flask.cli import NoAppException
 
 from . import limits
-
-MIB = 1024 * 1024
+from .limits import MIB
+from .store import backend_for
 
 DEFAULTS: dict[str, Any] = {
     "HOST": "127.0.0.1",  # loopback unless the operator widens it
@@ -69,11 +69,6 @@ INTEGER_SETTINGS = {
     "SNAPSHOT_INTERVAL": (0, 86_400),
     "STORE_TIMEOUT_MS": (1, 600_000),
 }
-
-# STORE_URL's schemes: the memory store, and the Redis ones (a server, TLS, a socket, a
-# cluster), whose items every process using them shares.
-MEMORY_STORE = "memory://"
-SHARED_STORES = ("redis://", "rediss://", "unix://", "redis+cluster://")
 
 # waitress worker threads unless THREADS is set (bench/README.md, "Serving settings").
 # The memory store's requests never wait for I/O, so more threads only take turns at the
@@ -208,7 +203,7 @@ def validate(config: Config) -> None:
     if not isinstance(config["SNAPSHOT_PATH"], str):
         raise ConfigError(f"SNAPSHOT_PATH must be a file path, got {config['SNAPSHOT_PATH']!r}")
     url = config["STORE_URL"]
-    if not isinstance(url, str) or not url.startswith((MEMORY_STORE, *SHARED_STORES)):
+    if backend_for(url) is None:
         raise ConfigError(
             "STORE_URL must be memory://, redis://host:port/db or "
             f"redis+cluster://host:port[,host:port...], got {url!r}"
@@ -241,7 +236,8 @@ def validate(config: Config) -> None:
 def on_memory_store(store_url: Any) -> bool:
     """Whether STORE_URL names the memory store: items held in this process, shared with
     no other (so one granian worker, one app slot, snapshots)."""
-    return isinstance(store_url, str) and store_url.startswith(MEMORY_STORE)
+    backend = backend_for(store_url)
+    return backend is not None and backend.in_process
 
 
 def default_threads(store_url: Any) -> int:

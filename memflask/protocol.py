@@ -10,9 +10,10 @@ from functools import partial
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Union
 from urllib.parse import urlencode
 
+from .limits import MIB
+
 Value = Union[str, int]
 
-MIB = 1024 * 1024
 # The largest answer a client reads by default. A server with its default settings
 # answers at most MAX_VALUE_BYTES (1 MiB) for /get and MAX_ANSWER_BYTES (16 MiB) for
 # /mget, /batch and /keys: 64 MiB leaves room for a server whose limits were raised a

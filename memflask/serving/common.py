@@ -9,8 +9,8 @@ from flask import Flask
 
 from .. import __version__
 from ..config import on_memory_store
+from ..limits import KIB
 
-KIB = 1024
 # Concurrent connections served; past it a server stops accepting until one closes.
 CONNECTION_LIMIT = 4096
 # How long a stop waits for in-flight requests to be answered before closing anyway.

@@ -16,13 +16,12 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.task import WSGITask
 
+from ..limits import MIB
 from ..log_filters import CONNECTION_LIMIT_LEFT, CONNECTION_LIMIT_REACHED, QUEUE_WARNINGS
 from .common import CONNECTION_LIMIT, DRAIN_SECONDS, request_head_limit, startup_line
 from .fd_limits import connections_that_fit
 from .waitress_channel import BoundedOutputChannel, stalled_connections_sweeper
 
-KIB = 1024
-MIB = 1024 * KIB
 # A waitress connection's descriptors: its socket, a temporary file for a body past
 # waitress's inbuf_overflow (512 KiB), and up to two for answers past its outbuf_overflow
 # (1 MiB): the unread earlier ones and the one being written.

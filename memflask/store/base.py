@@ -11,6 +11,7 @@ from typing import (
     Any,
     Callable,
     Iterable,
+    Mapping,
     NamedTuple,
     Optional,
     TypedDict,
@@ -247,6 +248,11 @@ class Store(ABC):
 
     # Unix seconds now, as the store sees it (injected, so tests can control time).
     clock: Callable[[], float]
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Store:
+        """The store an app's settings describe (STORE_URL, its limits, CLOCK)."""
+        raise NotImplementedError(f"{cls.__name__} is not built from settings")
 
     @abstractmethod
     def get(self, key: str) -> Optional[Item]:

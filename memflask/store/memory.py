@@ -8,11 +8,7 @@ import threading
 import time
 from collections import OrderedDict
 from sys import getsizeof
-from typing import (
-    Callable,
-    Iterable,
-    Optional,
-)
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from .base import (
     _ASCII_STR_BYTES,
@@ -93,6 +89,12 @@ class MemoryStore(Store):
         # Bumped by every change to the items (see `changes`).
         self._changes = 0
         self._clear_expiry_index()
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> MemoryStore:
+        return cls(
+            max_keys=settings["SIZE"], max_bytes=settings["MAX_BYTES"], clock=settings["CLOCK"]
+        )
 
     def _clear_expiry_index(self) -> None:
         # Whole second -> its bucket: how many live items expire in that second, then the

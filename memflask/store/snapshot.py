@@ -53,13 +53,11 @@ from pathlib import Path
 from typing import IO, Any, Iterator, Optional
 
 from .. import limits
+from ..limits import KIB, MIB
 from .memory import MemoryStore
 
 FORMAT = "memflask-snapshot"
 VERSION = 2
-
-KIB = 1024
-MIB = 1024 * KIB
 
 
 # A version 1 file is parsed whole, so it is read only up to this size.

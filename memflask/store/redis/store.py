@@ -24,7 +24,7 @@ import re
 import secrets
 import zlib
 from collections import defaultdict
-from typing import Any, Callable, Iterable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError, WatchError
@@ -153,6 +153,15 @@ class RedisStore(Store):
         )
 
     # -- key layout (memflask/store/redis/scripts.py) ------------------------------------------
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> RedisStore:
+        return cls(
+            settings["STORE_URL"],
+            prefix=settings["STORE_PREFIX"],
+            timeout=settings["STORE_TIMEOUT_MS"] / 1000,
+            clock=settings["CLOCK"],
+        )
 
     def _shard(self, key: str) -> str:
         """The hash-tagged start of the names of `key`'s shard: `<prefix>{<shard>}`."""
