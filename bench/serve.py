@@ -1,6 +1,6 @@
 """How each benchmarked app is served: on waitress, and on granian when it is installed.
 
-memflask runs by the commands its users run, the README's (tests/test_bench_references.py
+memflask runs by the commands its users run, the README's (tests/benchmarks/test_references.py
 checks they are the same); the references on the stock servers:
 
 - waitress: memflask by `waitress-serve --listen=... wsgi:app` (README, "Set up"); the

@@ -14,8 +14,7 @@ from click.testing import CliRunner
 
 from memflask import create_app
 from memflask.cli import main
-
-from .conftest import ROOT, LiveServer, free_port, wait_until_serving
+from tests.harness.servers import ROOT, LiveServer, free_port, wait_until_serving
 
 
 @pytest.fixture

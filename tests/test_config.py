@@ -10,8 +10,7 @@ from flask import Config
 
 from memflask import create_app
 from memflask.config import DEFAULTS, ConfigError, load, split_listen_address
-
-from .conftest import ROOT
+from tests.harness.servers import ROOT
 
 
 def test_defaults():

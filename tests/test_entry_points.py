@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from .conftest import ROOT, free_port, wait_until_serving
+from tests.harness.servers import ROOT, free_port, wait_until_serving
 
 # (environment variable, bad value, the setting the line names)
 BAD_SETTINGS = [

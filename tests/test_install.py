@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import ROOT
+from tests.harness.servers import ROOT
 
 SOURCE = ROOT / "memflask"
 

@@ -18,8 +18,7 @@ import sys
 import pytest
 
 from memflask import __version__
-
-from .conftest import ROOT, free_port, wait_until_serving
+from tests.harness.servers import ROOT, free_port, wait_until_serving
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 

@@ -172,9 +172,9 @@ def utf8_len(text: str) -> int:
 # its cap, items coming and going. It is the RSS growth per item held, beyond its key and
 # value strings, of stores capped at 2^15 to 2^16 keys and written over four times in a
 # fresh process (x86-64; CPython 3.9 to 3.13 measure within 8% of the first two, 12% of
-# the third). tests/test_memory_cap.py measures them afresh and fails if one is more than
+# the third). tests/store/test_memory_cap.py measures them afresh and fails if one is more than
 # 15% off (25% for the third, a difference of two measurements), so they cannot silently
-# rot; `python -m tests.test_memory_cap` prints them.
+# rot; `python -m tests.store.test_memory_cap` prints them.
 #
 # An item without expiry. Filled once, a store takes 178 bytes an item: its OrderedDict
 # entry (~80: the table and the linked-list node), the Item object (64, its expiry inside)

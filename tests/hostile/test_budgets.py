@@ -14,8 +14,7 @@ import time
 import pytest
 
 from memflask.store import Item, MemoryStore
-
-from ..conftest import ROOT, free_port, wait_until_serving
+from tests.harness.servers import ROOT, free_port, wait_until_serving
 
 MIB = 1024 * 1024
 BOTH_BACKENDS = pytest.mark.parametrize("backend", ["memory", "redis"], indirect=True)

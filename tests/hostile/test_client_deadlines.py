@@ -26,8 +26,7 @@ from flask_caching import Cache
 from memflask.aio import AsyncClient
 from memflask.client import Client, MemflaskError
 from memflask.django import MemflaskCache
-
-from ..conftest import ROOT
+from tests.harness.servers import ROOT
 
 TIMEOUT = 1.0
 # Generous on purpose: what is tested is "the call ends at its deadline", not speed

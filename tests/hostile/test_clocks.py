@@ -18,8 +18,7 @@ from freezegun import freeze_time
 from memflask import create_app
 from memflask.commands import Expiry
 from memflask.store import Clock, Item, MemoryStore, ServerChange, snapshot
-
-from ..conftest import FakeClock
+from tests.harness.clock import FakeClock
 
 DAY = 24 * 3600
 HOUR = 3600

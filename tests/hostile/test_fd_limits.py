@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from ..conftest import ROOT, free_port, wait_until_serving
+from tests.harness.servers import ROOT, free_port, wait_until_serving
 
 OPEN_FILES = 256
 ATTACKERS = 300

@@ -24,7 +24,7 @@ import pytest
 
 pytest.importorskip("granian", reason="granian is an optional extra: pip install memflask[granian]")
 
-from ..conftest import ROOT, free_port, wait_until_serving
+from tests.harness.servers import ROOT, free_port, wait_until_serving
 
 # 1,024 silent sockets were enough: granian's default backpressure.
 SILENT_SOCKETS = 1100

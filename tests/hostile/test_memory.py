@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from memflask import allocator
-
-from ..conftest import free_port, serving
+from tests.harness.servers import free_port, serving
 
 MIB = 1024 * 1024
 CAP = 16 * MIB

@@ -33,8 +33,7 @@ from memflask.core.errors import Refusal
 from memflask.core.fields import JSON_TOKENS_PER_FIELD, MAX_JSON_DEPTH, check_json_structure
 from memflask.core.headers import Conditions
 from memflask.store import MemoryStore, snapshot
-
-from ..conftest import ROOT, LiveServer, free_port, wait_until_serving
+from tests.harness.servers import ROOT, LiveServer, free_port, wait_until_serving
 
 # Generous: today's main froze /healthz for 46 s (40,000 spaces in If-Match).
 LIVENESS_SECONDS = 10

@@ -16,8 +16,7 @@ from typing import Iterator
 import pytest
 
 from memflask.serving.waitress import GracefulServer
-
-from ..conftest import free_port, serving
+from tests.harness.servers import free_port, serving
 
 MIB = 1024 * 1024
 # Each non-reader pipelines 24 /get of a 1 MiB value: 24 MiB of answers, past waitress's

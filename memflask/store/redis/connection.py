@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -35,7 +35,6 @@ from .scripts import MAX_REDIS_TTL_MS
 if TYPE_CHECKING:
     from redis.client import Pipeline
 
-    from .store import RedisStore
 
 T = TypeVar("T")
 
@@ -140,12 +139,18 @@ class Breaker:
             self._open_until, self._probing = time.monotonic() + self.pause, False
 
 
+class Guarded(Protocol):
+    """What `guarded` needs of a store: its breaker."""
+
+    breaker: Breaker
+
+
 def guarded(method: Callable[..., T]) -> Callable[..., T]:
     """Run a store method through the store's breaker, turning Redis being down or slow
     into StoreUnavailable (answered 503)."""
 
     @functools.wraps(method)
-    def wrapper(self: RedisStore, *args: Any, **kwargs: Any) -> T:
+    def wrapper(self: Guarded, *args: Any, **kwargs: Any) -> T:
         self.breaker.enter()
         try:
             result = method(self, *args, **kwargs)
