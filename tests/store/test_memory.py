@@ -21,6 +21,7 @@ from memflask.store import (
     item_bytes,
     utf8_len,
 )
+from memflask.store.expiry_index import ExpiryIndex
 
 
 def put(value, expires_at=None):
@@ -245,8 +246,10 @@ def test_writes_sweep_expired_items_without_any_read(clock):
 
 def index_entries(store: MemoryStore) -> int:
     """Entries in the expiry index, including those of items since rewritten or removed."""
-    pending = sum(len(bucket) - 1 for bucket in store._buckets.values())  # [count, keys...]
-    return pending + len(store._due_bucket) - store._due_position + len(store._late)
+    pending = sum(len(bucket) - 1 for bucket in store._index.buckets.values())  # [count, keys...]
+    return (
+        pending + len(store._index.due_bucket) - store._index.due_position + len(store._index.late)
+    )
 
 
 def test_rewritten_items_do_not_grow_the_expiry_index_without_bound(clock):
@@ -257,20 +260,20 @@ def test_rewritten_items_do_not_grow_the_expiry_index_without_bound(clock):
     # Each rewrite leaves its previous entry and bucket behind, until they may hold more
     # than the garbage floor; then the index is rebuilt.
     left_behind = INDEX_ENTRY_BYTES + sys.getsizeof("counter") + EXPIRY_SECOND_BYTES
-    assert len(store._expiring_seconds) <= MemoryStore.INDEX_GARBAGE_FLOOR // left_behind + 2
-    assert index_entries(store) <= MemoryStore.INDEX_GARBAGE_FLOOR // left_behind + 2
+    assert len(store._index.seconds) <= ExpiryIndex.GARBAGE_FLOOR // left_behind + 2
+    assert index_entries(store) <= ExpiryIndex.GARBAGE_FLOOR // left_behind + 2
     assert store.stats()["bytes"] == item_bytes("counter", "9999", 1) + EXPIRY_SECOND_BYTES
 
 
 def test_removed_items_leave_index_garbage_of_at_most_an_eighth_of_the_bytes(clock):
     store = MemoryStore(clock=clock)
-    store.INDEX_GARBAGE_FLOOR = 0
+    store._index.garbage_floor = 0
     for number in range(1000):
         store.update(f"keep{number}", put("x", clock.now + 3600))
     for number in range(5000):
         store.update(f"gone{number}", put("x", clock.now + 3600))
         store.update(f"gone{number}", lambda current, now: DELETE)
-        assert store._index_garbage <= store._bytes // 8
+        assert store._index.garbage <= store._bytes // 8
     stale = index_entries(store) - 1000
     assert stale * (INDEX_ENTRY_BYTES + sys.getsizeof("gone0")) <= store._bytes // 8
     clock.tick(3600)

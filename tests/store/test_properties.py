@@ -22,6 +22,7 @@ from memflask.store import (
     MemoryStore,
     item_bytes,
 )
+from memflask.store.expiry_index import ExpiryIndex
 from tests.harness.clock import FakeClock
 
 KEYS = st.sampled_from(["a", "b", "c", "d", "é", "key-with-a-longer-name"])
@@ -44,13 +45,13 @@ class StoreMachine(RuleBasedStateMachine):
         max_bytes=st.sampled_from(
             [0, ITEM_BYTES, ITEM_BYTES + 130, 2 * ITEM_BYTES + 500, 6 * ITEM_BYTES + 900]
         ),
-        garbage_floor=st.sampled_from([0, MemoryStore.INDEX_GARBAGE_FLOOR]),
+        garbage_floor=st.sampled_from([0, ExpiryIndex.GARBAGE_FLOOR]),
         sweep_step=st.sampled_from([0, 1, MemoryStore.SWEEP_STEP]),
     )
     def start(self, max_keys: int, max_bytes: int, garbage_floor: int, sweep_step: int) -> None:
         self.clock = FakeClock()
         self.store = MemoryStore(max_keys=max_keys, max_bytes=max_bytes, clock=self.clock)
-        self.store.INDEX_GARBAGE_FLOOR = garbage_floor  # 0: the index is often rebuilt
+        self.store._index.garbage_floor = garbage_floor  # 0: the index is often rebuilt
         # Below the number of keys, writes leave expired items for eviction to reclaim.
         self.store.SWEEP_STEP = sweep_step
         self.max_keys, self.max_bytes = max_keys, max_bytes

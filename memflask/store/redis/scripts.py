@@ -25,6 +25,10 @@ store.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple, Optional, Sequence
+
+from redis.exceptions import NoScriptError
+
 # A Redis TTL is only a reclaim hint (the store's clock judges expiry): beyond this, none
 # is set, as PEXPIRE refuses times past int64 milliseconds (ttl=9223372036854775807).
 MAX_REDIS_TTL_MS = 100 * 365 * 24 * 3600 * 1000
@@ -285,3 +289,47 @@ return {keys - due, tonumber(counts[2]) or 0, tonumber(counts[3]) or 0,
         (tonumber(counts[4]) or 0) + due}
 """
 )
+
+
+class ShardRead(NamedTuple):
+    """One call of the read script: keys of one shard, the byte room of their values
+    (None: no bound; see get_many_within), and whether it counts hits and misses."""
+
+    shard: str
+    keys: list[str]
+    room: Optional[int] = None
+    counted: bool = True
+
+
+class Scripts:
+    """The Lua scripts by name, loaded once and then called by their SHA."""
+
+    def __init__(self, client: Any, sources: dict[str, str]):
+        self.client = client
+        self.sources = sources
+        self.shas: dict[str, str] = {}
+
+    def sha(self, name: str) -> str:
+        sha = self.shas.get(name)
+        if sha is None:
+            sha = self.shas[name] = self.client.script_load(self.sources[name])
+        return sha
+
+    def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return self.client.evalsha(self.sha(name), len(keys), *keys, *args)
+        except NoScriptError:
+            # The script did not run (Redis restarted, or a failover): load it and call
+            # again, which sends the write once.
+            self.shas.pop(name, None)
+            return self.client.evalsha(self.sha(name), len(keys), *keys, *args)
+
+
+def script_tags(tags: Optional[frozenset[str]]) -> str:
+    """Entity tags as a script reads them: '' for no header, else each between newlines."""
+    return "" if tags is None else "\n" + "".join(f"{tag}\n" for tag in tags)
+
+
+def script_amounts(amount: int) -> list[int]:
+    """`amount` as HINCRBY increments, each within int64 (2**63 is two halves)."""
+    return [amount] if amount < 2**63 else [amount // 2, amount - amount // 2]
