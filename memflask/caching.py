@@ -236,7 +236,7 @@ def _flask_caching_backend() -> type:
                 token=config.get("CACHE_MEMFLASK_TOKEN"),
                 key_prefix=config.get("CACHE_KEY_PREFIX"),
             )
-            # Set only when given, so CACHE_OPTIONS' "timeout" still works as before.
+            # Set only when given, so CACHE_OPTIONS' "timeout" still works.
             for option, setting in NETWORK_SETTINGS.items():
                 if setting in config:
                     kwargs[option] = config[setting]

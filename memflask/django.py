@@ -64,13 +64,21 @@ class MemflaskCache(BaseCache):
 
     def __init__(self, server: Union[str, list[str], None], params: dict[str, Any]):
         super().__init__(params)
-        options = params.get("OPTIONS") or {}
+        options = dict(params.get("OPTIONS") or {})
+        # The server's MAX_KEY_BYTES, when it is not memflask's default.
+        self.max_key_bytes = options.pop("max_key_bytes", MAX_KEY_BYTES)
+        if type(self.max_key_bytes) is not int or self.max_key_bytes < 1:
+            raise ImproperlyConfigured(
+                "memflask.django.MemflaskCache: OPTIONS max_key_bytes must be a positive "
+                f"integer (the server's MAX_KEY_BYTES), got {self.max_key_bytes!r}"
+            )
         try:
             self.client = Client(_one_location(server), **options)
         except TypeError as error:
             raise ImproperlyConfigured(
                 f"memflask.django.MemflaskCache: OPTIONS {sorted(options)} are not all "
-                "memflask.client.Client's (token, timeout, max_answer_bytes, max_connections)"
+                "memflask.client.Client's (token, timeout, max_answer_bytes, max_connections) "
+                "or max_key_bytes"
             ) from error
 
     # -- serialisation -------------------------------------------------------------------
@@ -87,10 +95,10 @@ class MemflaskCache(BaseCache):
 
     def validate_key(self, key: str) -> None:
         """Refuse keys the server refuses; warn about the rest memcached would refuse."""
-        if not key or len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        if not key or len(key.encode("utf-8")) > self.max_key_bytes:
             raise InvalidCacheKey(
                 f"Cache key will cause errors with memflask: {key!r} (empty, or longer "
-                f"than {MAX_KEY_BYTES} UTF-8 bytes)"
+                f"than {self.max_key_bytes} UTF-8 bytes)"
             )
         # memflask stores spaces and control characters; Django's portability warning
         # (CacheKeyWarning, as on its local-memory, file, database and Redis backends)

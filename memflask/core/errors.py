@@ -180,7 +180,7 @@ class ValueTooLarge(Refusal):
 
 
 class RequestTooLarge(Refusal):
-    """A body over MAX_CONTENT_LENGTH (the code is Werkzeug's, as before memflask read it)."""
+    """A body over MAX_CONTENT_LENGTH (the error code is Werkzeug's own for it)."""
 
     status = 413
     code = "request_entity_too_large"

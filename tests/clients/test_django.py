@@ -145,8 +145,10 @@ def test_options_go_to_the_client(clock):
         ("http://a:8000;http://b:8000", {}),
         (["http://a:8000", "http://b:8000"], {}),
         ("http://127.0.0.1:8000", {"MAX_ENTRIES": 30}),
+        ("http://127.0.0.1:8000", {"max_key_bytes": 0}),
+        ("http://127.0.0.1:8000", {"max_key_bytes": "300"}),
     ],
-    ids=["two-servers", "a-list-of-two", "unknown-option"],
+    ids=["two-servers", "a-list-of-two", "unknown-option", "no-key-room", "key-room-as-text"],
 )
 def test_a_bad_configuration_is_improperly_configured(location, options):
     setting = {"default": {"BACKEND": BACKEND, "LOCATION": location, "OPTIONS": options}}
@@ -631,6 +633,24 @@ def test_keys_of_250_bytes_work(cache):
         warnings.simplefilter("error")
         cache.set(key, "value")
         assert cache.get(key) == "value"
+
+
+def test_a_server_with_longer_keys_takes_them_through_max_key_bytes(clock):
+    """The server's MAX_KEY_BYTES raised to 400: OPTIONS["max_key_bytes"] says so."""
+    app = create_app({"APP_ENV": "production", "MAX_KEY_BYTES": 400, "CLOCK": clock})
+    with LiveServer(app) as served:
+        location = f"http://127.0.0.1:{served.port}"
+        setting = {"BACKEND": BACKEND, "LOCATION": location, "OPTIONS": {"max_key_bytes": 400}}
+        with override_settings(CACHES={"default": setting}):
+            cache = caches["default"]
+            # Stored, with Django's portability warning (memcached would refuse it).
+            with pytest.warns(CacheKeyWarning):
+                cache.set("a" * 390, "long")  # 393 bytes with ":1:"
+            with pytest.warns(CacheKeyWarning):
+                assert cache.get("a" * 390) == "long"
+            with pytest.raises(InvalidCacheKey):
+                cache.set("a" * 398, "too long")  # 401 bytes
+            close_clients()
 
 
 # -- versions and key functions ----------------------------------------------------------

@@ -33,7 +33,7 @@ CONTENT_SECURITY_POLICY = (
 
 @bp.route("/", methods=ALL_METHODS, provide_automatic_options=False)
 def page() -> Response:
-    """The dashboard's page for a browser; for anyone else, the 404 (or 401) as before."""
+    """The dashboard's page for a browser; for anyone else, `/`'s JSON 404 (or 401)."""
     wants_page = request.method in ("GET", "HEAD") and prefers_html(request.accept_mimetypes)
     if not wants_page:
         check_access(state(), request.environ)
