@@ -142,7 +142,13 @@ LAYERS = (
     ("memflask.cli", "memflask.__main__"),
 )
 # The clients' side: what they share, and the clients and framework backends over it.
-CLIENT_SIDE = ("memflask.protocol", "memflask.deadlines", "memflask.limits", "memflask.codec")
+CLIENT_SIDE = (
+    "memflask.protocol",
+    "memflask.deadlines",
+    "memflask.limits",
+    "memflask.codec",
+    "memflask.placement",
+)
 CLIENTS = ("memflask.client", "memflask.aio", "memflask.caching", "memflask.django")
 # The package itself and its version, which any layer may read.
 ROOT_NAMES = {"memflask", "memflask.__version__"}
