@@ -13,27 +13,27 @@ same MemflaskError subclasses as the sync client, built by the same function.
 `timeout` is a deadline for the whole call, as in the sync client: waiting for a pooled
 connection, connecting, sending and reading the whole answer (MemflaskTimeout after it).
 An answer over `max_answer_bytes` is refused (MemflaskAnswerTooLarge), not read whole.
+Several servers are spread over as by the sync client (memflask.sharding), the calls to
+each running concurrently.
 """
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Optional, Sequence, Union
 
 import anyio
 import httpx
 
-from .protocol import (
+from .answers import (
     DEFAULT_MAX_ANSWER_BYTES,
     AnswerBody,
-    Call,
-    Fields,
     MemflaskConnectionError,
     MemflaskTimeout,
-    Verbs,
     check_answer_head,
-    encode_request,
     error_from_answer,
 )
+from .protocol import Fields, Plan, Verbs, encode_request
+from .sharding import DEAD_AFTER, DEAD_TIMEOUT, Request, Servers, server_urls
 
 __all__ = ["AsyncClient"]
 
@@ -43,33 +43,51 @@ class AsyncClient(Verbs):
 
     def __init__(
         self,
-        url: str = "http://127.0.0.1:8000",
+        url: Union[str, Sequence[str]] = "http://127.0.0.1:8000",
         token: Optional[str] = None,
         timeout: Optional[float] = 5.0,
         max_connections: int = 10,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        *,
+        dead_after: int = DEAD_AFTER,
+        dead_timeout: float = DEAD_TIMEOUT,
+        ignore_unavailable: bool = False,
+        remap_dead: bool = False,
     ):
-        """`timeout`: seconds one call may take in all (None: no limit);
-        `max_answer_bytes`: the largest answer body read."""
-        self.url = url.rstrip("/")
+        """The sync Client's arguments: `url` one server or several, `timeout` seconds one
+        call may take in all (None: no limit), `max_answer_bytes` the largest answer body
+        read, `max_connections` per server; memflask.sharding for the rest."""
+        self.urls = server_urls(url)
+        self.url = ",".join(self.urls)
         self.timeout = timeout
         self.max_answer_bytes = max_answer_bytes
+        self._servers = Servers(
+            self.urls,
+            dead_after=dead_after,
+            dead_timeout=dead_timeout,
+            ignore_unavailable=ignore_unavailable,
+            remap_dead=remap_dead,
+        )
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         # The body as sent: a compressed one's decoded size is unknown until decoded.
         headers["Accept-Encoding"] = "identity"
-        self._http = httpx.AsyncClient(
-            base_url=self.url,
-            headers=headers,
-            # httpx bounds each step (a pool wait, a connect, one read); _call bounds
-            # their sum: a burst queues, a stuck or trickling server is an error.
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            # The environment's proxies (HTTP_PROXY...) are for the web, not for a cache
-            # next to the app; the sync client (urllib3) ignores them too.
-            trust_env=False,
-        )
+        self._https = {
+            server: httpx.AsyncClient(
+                base_url=server,
+                headers=headers,
+                # httpx bounds each step (a pool wait, a connect, one read); _call bounds
+                # their sum: a burst queues, a stuck or trickling server is an error.
+                timeout=httpx.Timeout(timeout),
+                limits=httpx.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections
+                ),
+                # The environment's proxies (HTTP_PROXY...) are for the web, not for a
+                # cache next to the app; the sync client (urllib3) ignores them too.
+                trust_env=False,
+            )
+            for server in self.urls
+        }
+        self._http = self._https[self.urls[0]]
 
     async def iter_keys(self, prefix: str = "", limit: int = 100) -> AsyncIterator[str]:
         """Every key starting with `prefix`, following the cursor: `async for key in ...`.
@@ -86,7 +104,8 @@ class AsyncClient(Verbs):
 
     async def close(self) -> None:
         """Close the pooled connections; the client cannot be used afterwards."""
-        await self._http.aclose()
+        for http in self._https.values():
+            await http.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -96,11 +115,41 @@ class AsyncClient(Verbs):
 
     # -- the wire ------------------------------------------------------------------------
 
-    async def _send(self, call: Call) -> Any:
-        """Client._send, awaited: the same Call, the same result."""
-        if call.verb is None:
-            return call.result(0, b"")
-        status, body = await self._call(call.verb, call.fields, **call.options())
+    async def _send(self, plan: Plan) -> Any:
+        """Client._send, awaited: the same plan, the same result; the requests to several
+        servers run concurrently."""
+        dispatch = self._servers.plan(plan)
+        requests = dispatch.requests
+        if len(requests) <= 1:
+            return dispatch.merge([await self._attempt(request) for request in requests])
+        outcomes: list[Any] = [None] * len(requests)
+
+        async def attempt(index: int) -> None:
+            try:
+                outcomes[index] = (True, await self._attempt(requests[index]))
+            except Exception as error:  # raised below, in request order, not as a group
+                outcomes[index] = (False, error)
+
+        async with anyio.create_task_group() as group:
+            for index in range(len(requests)):
+                group.start_soon(attempt, index)
+        for succeeded, outcome in outcomes:
+            if not succeeded:
+                raise outcome
+        return dispatch.merge([outcome for _, outcome in outcomes])
+
+    async def _attempt(self, request: Request) -> Any:
+        """Client._attempt, awaited."""
+        server, call = request
+        refusal = self._servers.refusal(server)
+        if refusal is not None:
+            return self._servers.unanswered(call, refusal)
+        try:
+            status, body = await self._call(call.verb, call.fields, server=server, **call.options())
+        except MemflaskConnectionError as error:
+            self._servers.failed(server)
+            return self._servers.unanswered(call, error)
+        self._servers.answered(server)
         return call.result(status, body)
 
     async def _call(
@@ -112,20 +161,24 @@ class AsyncClient(Verbs):
         allowed: tuple[int, ...] = (),
         prefer_value: bool = False,
         if_present: bool = False,
+        server: Optional[str] = None,
     ) -> tuple[int, bytes]:
-        """POST one command (a form body, or JSON for /batch); raise for a refusal.
+        """POST one command (a form body, or JSON for /batch) to `server` (by default the
+        first); raise for a refusal.
 
         The same request as Client._call sends, and the same refusals (client.error_from_answer).
         """
+        server = server or self.urls[0]
+        http = self._https[server]
         body, headers = encode_request(fields, json_body, prefer_value, if_present)
         try:
             # anyio's deadline cancels the whole call, on asyncio as on trio.
             with anyio.fail_after(self.timeout):
-                request = self._http.stream("POST", f"/{verb}", content=body, headers=headers)
+                request = http.stream("POST", f"/{verb}", content=body, headers=headers)
                 async with request as response:
                     data = await self._read_body(response)
         except (TimeoutError, httpx.TimeoutException) as error:
-            message = f"no complete answer from {self.url} within {self.timeout:g} s"
+            message = f"no complete answer from {server} within {self.timeout:g} s"
             raise MemflaskTimeout(0, "timeout", message) from error
         except httpx.HTTPError as error:
             # Refused connections, a server gone mid-answer: no usable answer.

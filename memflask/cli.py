@@ -116,20 +116,30 @@ def _client_options(command: Callable) -> Callable:
     return click.option(
         "--url",
         envvar="MEMFLASK_URL",
-        default="http://127.0.0.1:8000",
+        multiple=True,
+        default=["http://127.0.0.1:8000"],
         show_default=True,
-        callback=_check_url,
-        help="The server [env: MEMFLASK_URL].",
+        callback=_check_urls,
+        help="The server; given several times (or separated by commas), the servers the "
+        "keys are spread over, as memflask.client.Client spreads them [env: MEMFLASK_URL].",
     )(command)
 
 
-def _check_url(context: click.Context, parameter: click.Parameter, url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise click.BadParameter(
-            f"{url!r} is not a server URL: give one such as http://127.0.0.1:8000"
-        )
-    return url
+def _check_urls(
+    context: click.Context, parameter: click.Parameter, values: tuple[str, ...]
+) -> list[str]:
+    urls = [url.strip() for value in values for url in value.split(",") if url.strip()]
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise click.BadParameter(
+                f"{url!r} is not a server URL: give one such as http://127.0.0.1:8000"
+            )
+    if not urls:
+        raise click.BadParameter("give a server URL, such as http://127.0.0.1:8000")
+    if len({url.rstrip("/") for url in urls}) != len(urls):
+        raise click.BadParameter(f"a server is given twice: {urls}")
+    return urls
 
 
 def _talk(options: dict[str, Any], action: Callable[[Client], Any]) -> Any:

@@ -7,6 +7,10 @@
 
 Connections are kept alive and pooled (urllib3). Refusals raise a typed MemflaskError.
 
+Given several servers (a list, or URLs separated by commas), each key goes to one of
+them (memflask.placement), calls on many keys go to each server concurrently, and a
+server that stops answering is set aside a while (memflask.sharding).
+
 `timeout` is a deadline for the whole call: connecting, sending, the answer's header
 block and its body. An answer over `max_answer_bytes` is refused (MemflaskAnswerTooLarge)
 as soon as its Content-Length, or its count while reading, passes the limit.
@@ -15,16 +19,14 @@ as soon as its Content-Length, or its count while reading, passes the limit.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator, Optional
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import urllib3
 
-from .deadlines import call_deadline, deadline_connection
-from .protocol import (
+from .answers import (
     DEFAULT_MAX_ANSWER_BYTES,
     AnswerBody,
-    Call,
-    Fields,
     MemflaskAnswerTooLarge,
     MemflaskAuthenticationError,
     MemflaskConnectionError,
@@ -35,12 +37,12 @@ from .protocol import (
     MemflaskTimeout,
     MemflaskValidationError,
     MemflaskValueTooLarge,
-    Value,
-    Verbs,
     check_answer_head,
-    encode_request,
     error_from_answer,
 )
+from .deadlines import call_deadline, deadline_connection
+from .protocol import Fields, Plan, Value, Verbs, encode_request
+from .sharding import DEAD_AFTER, DEAD_TIMEOUT, Request, Servers, server_urls
 
 __all__ = [
     "DEFAULT_MAX_ANSWER_BYTES",
@@ -67,27 +69,48 @@ class Client(Verbs):
 
     def __init__(
         self,
-        url: str = "http://127.0.0.1:8000",
+        url: Union[str, Sequence[str]] = "http://127.0.0.1:8000",
         token: Optional[str] = None,
         timeout: Optional[float] = 5.0,
         max_connections: int = 10,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        *,
+        dead_after: int = DEAD_AFTER,
+        dead_timeout: float = DEAD_TIMEOUT,
+        ignore_unavailable: bool = False,
+        remap_dead: bool = False,
     ):
-        """`timeout`: seconds one call may take in all (None: no limit);
-        `max_answer_bytes`: the largest answer body read."""
-        self.url = url.rstrip("/")
+        """`url`: one server, or several (a list, or separated by commas); `timeout`:
+        seconds one call may take in all (None: no limit); `max_answer_bytes`: the largest
+        answer body read; `max_connections`: per server. Several servers: see
+        memflask.sharding for `dead_after`, `dead_timeout`, `ignore_unavailable` and
+        `remap_dead`."""
+        self.urls = server_urls(url)
+        self.url = ",".join(self.urls)
         self.timeout = timeout
         self.max_answer_bytes = max_answer_bytes
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._pool = urllib3.connection_from_url(
-            self.url,
+        self._servers = Servers(
+            self.urls,
+            dead_after=dead_after,
+            dead_timeout=dead_timeout,
+            ignore_unavailable=ignore_unavailable,
+            remap_dead=remap_dead,
+        )
+        self._pools = {server: self._pool_for(server, max_connections) for server in self.urls}
+        self._fanout: Optional[ThreadPoolExecutor] = None  # started by the first fan-out
+
+    def _pool_for(self, server: str, max_connections: int) -> urllib3.HTTPConnectionPool:
+        pool = urllib3.connection_from_url(
+            server,
             maxsize=max_connections,
             block=False,
-            timeout=urllib3.Timeout(total=timeout),
+            timeout=urllib3.Timeout(total=self.timeout),
             retries=False,
         )
         # Connections that send and read within each call's deadline (memflask.deadlines).
-        self._pool.ConnectionCls = deadline_connection(self._pool.scheme)
+        pool.ConnectionCls = deadline_connection(pool.scheme)
+        return pool
 
     def iter_keys(self, prefix: str = "", limit: int = 100) -> Iterator[str]:
         """Every key starting with `prefix`, following the cursor (as redis-py's scan_iter).
@@ -102,7 +125,10 @@ class Client(Verbs):
                 return
 
     def close(self) -> None:
-        self._pool.close()
+        if self._fanout is not None:
+            self._fanout.shutdown(wait=True)
+        for pool in self._pools.values():
+            pool.close()
 
     def __enter__(self) -> Client:
         return self
@@ -110,10 +136,26 @@ class Client(Verbs):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _send(self, call: Call) -> Any:
-        if call.verb is None:
-            return call.result(0, b"")
-        status, body = self._call(call.verb, call.fields, **call.options())
+    def _send(self, plan: Plan) -> Any:
+        dispatch = self._servers.plan(plan)
+        if len(dispatch.requests) <= 1:
+            return dispatch.merge([self._attempt(request) for request in dispatch.requests])
+        if self._fanout is None:
+            self._fanout = ThreadPoolExecutor(len(self.urls), thread_name_prefix="memflask")
+        return dispatch.merge(list(self._fanout.map(self._attempt, dispatch.requests)))
+
+    def _attempt(self, request: Request) -> Any:
+        """One request to its server, unless that one is set aside; its result."""
+        server, call = request
+        refusal = self._servers.refusal(server)
+        if refusal is not None:
+            return self._servers.unanswered(call, refusal)
+        try:
+            status, body = self._call(call.verb, call.fields, server=server, **call.options())
+        except MemflaskConnectionError as error:
+            self._servers.failed(server)
+            return self._servers.unanswered(call, error)
+        self._servers.answered(server)
         return call.result(status, body)
 
     # -- the wire ------------------------------------------------------------------------
@@ -127,16 +169,19 @@ class Client(Verbs):
         allowed: tuple[int, ...] = (),
         prefer_value: bool = False,
         if_present: bool = False,
+        server: Optional[str] = None,
     ) -> tuple[int, bytes]:
-        """POST one command (a form body, or JSON for /batch); raise for a refusal.
+        """POST one command (a form body, or JSON for /batch) to `server` (by default the
+        first); raise for a refusal.
 
         `if_present` sends `If-Match: *`: the write applies only to a key that exists
         (412 otherwise).
         """
+        server = server or self.urls[0]
         body, headers = encode_request(fields, json_body, prefer_value, if_present)
         with call_deadline(self.timeout) as deadline:
             try:
-                response = self._pool.urlopen(
+                response = self._pools[server].urlopen(
                     "POST",
                     f"/{verb}",
                     body=body,
@@ -146,7 +191,7 @@ class Client(Verbs):
                 )
                 data = self._read_body(response)
             except urllib3.exceptions.HTTPError as error:
-                raise self._no_answer(error, deadline) from error
+                raise self._no_answer(server, error, deadline) from error
         if response.status < 300 or response.status in allowed:
             return response.status, data
         raise error_from_answer(response.status, data)
@@ -172,11 +217,11 @@ class Client(Verbs):
             response.release_conn()  # back to the pool (a closed one reconnects)
 
     def _no_answer(
-        self, error: urllib3.exceptions.HTTPError, deadline: Optional[float]
+        self, server: str, error: urllib3.exceptions.HTTPError, deadline: Optional[float]
     ) -> MemflaskConnectionError:
         # Decided by the clock: urllib3 reports a send that ran out of time as a
         # ProtocolError, and a read that did as a ReadTimeoutError.
         if deadline is not None and time.monotonic() >= deadline:
-            message = f"no complete answer from {self.url} within {self.timeout:g} s"
+            message = f"no complete answer from {server} within {self.timeout:g} s"
             return MemflaskTimeout(0, "timeout", message)
         return MemflaskConnectionError(0, "connection_error", str(error))

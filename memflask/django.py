@@ -46,13 +46,13 @@ from django.core.cache.backends.base import (
 from django.core.exceptions import ImproperlyConfigured
 
 from . import codec
+from .answers import error_from_answer
 from .client import Client, MemflaskValidationError, MemflaskValueTooLarge
 
 # The server's defaults: the longest key (memcached's), and the most keys one /mget or
 # commands one /batch may carry.
 from .limits import MAX_BATCH as BATCH_SIZE
 from .limits import MAX_KEY_BYTES
-from .protocol import error_from_answer
 
 __all__ = ["MemflaskCache"]
 

@@ -1,87 +1,32 @@
 """What both clients (memflask.client's Client, memflask.aio's AsyncClient) share: the
 verbs, described once (`Verbs`: each method builds a `Call`, which the sync client sends
-and the async one awaits, as redis-py's command mixins), the request's encoding, and the
-answer's checks and typed errors. Imports no HTTP library."""
+and the async one awaits, as redis-py's command mixins; a call on many keys or on every
+server is a `Spread` or an `Everywhere` of calls, for a client on several servers), and
+the request's encoding (memflask.answers reads the answers). Imports no HTTP library."""
 
 from __future__ import annotations
 
 import json
 from functools import partial
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Sequence, Union
 from urllib.parse import urlencode
 
-from .limits import MIB
+from .answers import error_from_answer
 
 Value = Union[str, int]
-
-# The largest answer a client reads by default. A server with its default settings
-# answers at most MAX_VALUE_BYTES (1 MiB) for /get and MAX_ANSWER_BYTES (16 MiB) for
-# /mget, /batch and /keys: 64 MiB leaves room for a server whose limits were raised a
-# little (raise this with them), and only a broken or hostile server meets it.
-DEFAULT_MAX_ANSWER_BYTES = 64 * MIB
-
-
-class MemflaskError(Exception):
-    """The server refused a request; `status` and `code` say how (see the README's table)."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-class MemflaskValidationError(MemflaskError):
-    """400: bad input (a key, value, expiry or integer the server refuses)."""
-
-
-class MemflaskAuthenticationError(MemflaskError):
-    """401: the server needs a token, or another one."""
-
-
-class MemflaskForbiddenError(MemflaskError):
-    """403: this Host or Origin may not use the server."""
-
-
-class MemflaskPreconditionFailed(MemflaskError):
-    """412: the item changed since the ETag the request named."""
-
-
-class MemflaskValueTooLarge(MemflaskError):
-    """413: the value (or the request) is over the server's limit."""
-
-
-class MemflaskServerError(MemflaskError):
-    """5xx, or an answer the client cannot read."""
-
-
-class MemflaskConnectionError(MemflaskError):
-    """No usable answer: the server is down, unreachable, too slow, or its answer is cut."""
-
-
-class MemflaskTimeout(MemflaskConnectionError):
-    """No complete answer before the call's deadline (`timeout` seconds)."""
-
-
-class MemflaskAnswerTooLarge(MemflaskError):
-    """The answer is over the client's `max_answer_bytes`: refused, not read whole."""
-
-
-_ERRORS = {
-    400: MemflaskValidationError,
-    401: MemflaskAuthenticationError,
-    403: MemflaskForbiddenError,
-    412: MemflaskPreconditionFailed,
-    413: MemflaskValueTooLarge,
-}
-
 
 Fields = Union[Mapping[str, Value], list[tuple[str, Value]], None]
 
 
+# Call.missing's default: no result stands for an answer that never came (it raises).
+UNANSWERED = object()
+
+
 class Call(NamedTuple):
     """One command to send, and how its answer becomes the method's result. `verb` None:
-    nothing to send (an empty get_many), `result(0, b"")` is the result."""
+    nothing to send (an empty get_many), `result(0, b"")` is the result. `missing` is the
+    result when the server is unavailable and the client ignores that (a read's miss, a
+    dropped write's False); UNANSWERED: the error is raised all the same."""
 
     verb: Optional[str]
     result: Callable[[int, bytes], Any]
@@ -90,6 +35,12 @@ class Call(NamedTuple):
     allowed: tuple[int, ...] = ()  # statuses answered, not raised
     prefer_value: bool = False  # `Prefer: return=representation`: the new value back
     if_present: bool = False  # `If-Match: *`: the write applies only to a key that exists
+    missing: Any = UNANSWERED
+
+    @property
+    def key(self) -> Optional[str]:
+        """The one key the command names, which places it on a server (None: none)."""
+        return self.fields.get("key") if isinstance(self.fields, Mapping) else None
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of a client's `_call` (its wire method) for this command."""
@@ -101,38 +52,68 @@ class Call(NamedTuple):
         }
 
 
+class Spread(NamedTuple):
+    """A call on many items (keys, /batch commands), each with the caller's index:
+    `build(items)` is the call for some of them, one per server that holds some; `merge`
+    joins the results, given as (items, result) pairs, into the method's result, in the
+    caller's order. `key_of` gives an item's key, which places it."""
+
+    items: list[tuple[int, Any]]
+    build: Callable[[list[tuple[int, Any]]], Call]
+    merge: Callable[[list[tuple[list[tuple[int, Any]], Any]]], Any]
+    key_of: Callable[[tuple[int, Any]], str]
+
+
+class Everywhere(NamedTuple):
+    """A call for every server (flush, stats, prefix deletion); `merge` joins the results,
+    given as (server URL, result) pairs, into the method's result."""
+
+    call: Call
+    merge: Callable[[list[tuple[str, Any]]], Any]
+
+
+Plan = Union[Call, Spread, Everywhere]
+
+
 class Verbs:
     """The verbs, described once for both clients (redis-py's pattern): each method
-    builds a Call and hands it to `_send`, which Client runs and AsyncClient awaits."""
+    builds a Call (or a Spread, an Everywhere) and hands it to `_send`, which Client runs
+    and AsyncClient awaits."""
 
-    def _send(self, call: Call) -> Any:
+    def _send(self, plan: Plan) -> Any:
         raise NotImplementedError
 
     # -- reads ---------------------------------------------------------------------------
 
     def get(self, key: str, default: Optional[str] = None) -> Any:
         """The value, or `default` when the key is absent or expired."""
-        return self._send(Call("get", partial(_value_or, default), {"key": key}, allowed=(404,)))
+        call = Call(
+            "get", partial(_value_or, default), {"key": key}, allowed=(404,), missing=default
+        )
+        return self._send(call)
 
     def get_many(self, keys: Iterable[str]) -> Any:
         """The values of the keys that hit."""
         keys = list(keys)
         if not keys:
             return self._send(Call(None, lambda status, body: {}))
-        return self._send(Call("mget", _json, [("key", key) for key in keys]))
+        return self._send(Spread(list(enumerate(keys)), _multi_get, _found_in_order, _second))
 
     def ttl(self, key: str) -> Any:
         """Seconds left before the key expires; None when it never does. KeyError if absent."""
         return self._send(Call("ttl", partial(_ttl, key), {"key": key}, allowed=(404,)))
 
     def stats(self) -> Any:
-        return self._send(Call("stats", _json, {}))
+        """The server's /stats; on several servers, the counts summed and each server's
+        own under "servers" (None for one that is unavailable, when that is ignored)."""
+        return self._send(Everywhere(Call("stats", _json, {}, missing=None), _stats))
 
     # -- writes --------------------------------------------------------------------------
 
     def set(self, key: str, value: Value, expire: int = 0) -> Any:
         """Store a value; `expire` is seconds from now (0: never), as in pymemcache."""
-        return self._send(Call("set", _done, {"key": key, "value": value, "ttl": expire}))
+        fields = {"key": key, "value": value, "ttl": expire}
+        return self._send(Call("set", _done, fields, missing=False))
 
     def set_many(self, values: Mapping[str, Value], expire: int = 0) -> Any:
         """Store many values in one /batch request; answer the keys that failed."""
@@ -143,60 +124,72 @@ class Verbs:
             {"verb": "set", "key": key, "value": str(value), "ttl": expire}
             for key, value in values.items()
         ]
-        return self._send(Call("batch", partial(_failed_keys, keys), json_body=commands))
+        spread = Spread(list(enumerate(commands)), _set_some, _failed_in_order, _command_key)
+        return self._send(spread)
 
     def add(self, key: str, value: Value, expire: int = 0) -> Any:
         """Store only if the key is absent; False when it exists."""
         fields = {"key": key, "value": value, "ttl": expire}
-        return self._send(Call("add", partial(_not, 409), fields, allowed=(409,)))
+        return self._send(Call("add", partial(_not, 409), fields, allowed=(409,), missing=False))
 
     def replace(self, key: str, value: Value, expire: int = 0) -> Any:
         """Store only if the key is present; False when it is absent."""
         fields = {"key": key, "value": value, "ttl": expire}
-        return self._send(Call("replace", partial(_not, 404), fields, allowed=(404,)))
+        call = Call("replace", partial(_not, 404), fields, allowed=(404,), missing=False)
+        return self._send(call)
 
     def append(self, key: str, value: Value) -> Any:
         """Add after the current value (an absent key is set); the expiry is kept."""
-        return self._send(Call("append", _done, {"key": key, "value": value}))
+        return self._send(Call("append", _done, {"key": key, "value": value}, missing=False))
 
     def prepend(self, key: str, value: Value) -> Any:
         """Add before the current value (an absent key is set); the expiry is kept."""
-        return self._send(Call("prepend", _done, {"key": key, "value": value}))
+        return self._send(Call("prepend", _done, {"key": key, "value": value}, missing=False))
 
     def cas(self, key: str, value: Value, compare: str, expire: int = 0) -> Any:
         """Store if the current value equals `compare` (or the key is absent); else False."""
         fields = {"key": key, "value": value, "compare": compare, "ttl": expire}
-        return self._send(Call("checkandset", _compared, fields, allowed=(400,)))
+        return self._send(Call("checkandset", _compared, fields, allowed=(400,), missing=False))
 
     checkandset = cas
 
     def incr(self, key: str, value: int = 1) -> Any:
         """Add `value` to the stored integer and answer the result (absent: set to `value`)."""
         fields = {"key": key, "value": value}
-        return self._send(Call("increment", _integer, fields, prefer_value=True))
+        return self._send(Call("increment", _integer, fields, prefer_value=True, missing=None))
 
     def decr(self, key: str, value: int = 1) -> Any:
         """Subtract `value` from the stored integer and answer the result (absent: `value`)."""
         fields = {"key": key, "value": value}
-        return self._send(Call("decrement", _integer, fields, prefer_value=True))
+        return self._send(Call("decrement", _integer, fields, prefer_value=True, missing=None))
 
     def touch(self, key: str, expire: int = 0) -> Any:
         """Give the key a new expiry (seconds from now, 0: never); False when absent."""
         fields = {"key": key, "ttl": expire}
-        return self._send(Call("touch", partial(_not, 404), fields, allowed=(404,)))
+        return self._send(Call("touch", partial(_not, 404), fields, allowed=(404,), missing=False))
 
     def delete(self, key: str) -> Any:
         """Remove the key; answer whether it was there (one atomic request: `If-Match: *`)."""
-        call = Call("delete", partial(_not, 412), {"key": key}, allowed=(412,), if_present=True)
+        call = Call(
+            "delete",
+            partial(_not, 412),
+            {"key": key},
+            allowed=(412,),
+            if_present=True,
+            missing=False,
+        )
         return self._send(call)
 
     def flush_all(self) -> Any:
-        return self._send(Call("flush", _done, {}))
+        """Remove every key (on every server)."""
+        return self._send(Everywhere(Call("flush", _done, {}, missing=False), _all_done))
 
     def batch(self, commands: Iterable[Mapping[str, Any]]) -> Any:
         """Run commands (`{"verb": "set", "key": ..., ...}`) in one /batch request: one
-        result (`{"status": 200, "value": ...}`) per command, in order."""
-        return self._send(Call("batch", _json, json_body=list(commands)))
+        result (`{"status": 200, "value": ...}`) per command, in order. On several servers,
+        one /batch per server, each command on its key's server (each needs a key)."""
+        spread = Spread(list(enumerate(commands)), _batch_some, _results_in_order, _command_key)
+        return self._send(spread)
 
     # -- namespaces ----------------------------------------------------------------------
 
@@ -204,7 +197,7 @@ class Verbs:
         """Remove every key that starts with `prefix` (not empty); answer how many."""
         if not prefix:
             raise ValueError("delete_prefix needs a prefix; flush_all() removes every key")
-        return self._send(Call("flush", _flushed, {"prefix": prefix}))
+        return self._send(Everywhere(Call("flush", _flushed, {"prefix": prefix}, missing=0), _sum))
 
     def scan(self, prefix: str = "", cursor: str = "", limit: int = 100) -> Any:
         """One page of keys starting with `prefix` and the next cursor (empty: done)."""
@@ -239,6 +232,81 @@ def _failed_keys(keys: list[str], status: int, body: bytes) -> list[str]:
     return [key for key, result in zip(keys, json.loads(body)) if result["status"] != 204]
 
 
+# -- calls on many keys or on every server, and how their results join --------------------
+
+
+def _multi_get(indexed: list[tuple[int, str]]) -> Call:
+    return Call("mget", _json, [("key", key) for _, key in indexed], missing={})
+
+
+def _found_in_order(parts: list[tuple[list[tuple[int, str]], dict]]) -> dict[str, str]:
+    """The values found, in the order the caller gave the keys."""
+    found = {key: value for _, part in parts for key, value in part.items()}
+    every = sorted(item for indexed, _ in parts for item in indexed)
+    return {key: found[key] for _, key in every if key in found}
+
+
+def _second(indexed: tuple[int, str]) -> str:
+    return indexed[1]
+
+
+def _command_key(indexed: tuple[int, Mapping[str, Any]]) -> str:
+    command = indexed[1]
+    if not isinstance(command.get("key"), str):
+        raise ValueError(f"a /batch command without a key goes to no one server: {command!r}")
+    return command["key"]
+
+
+def _set_some(indexed: list[tuple[int, Mapping[str, Any]]]) -> Call:
+    keys = [command["key"] for _, command in indexed]
+    commands = [command for _, command in indexed]
+    return Call("batch", partial(_failed_keys, keys), json_body=commands, missing=keys)
+
+
+def _failed_in_order(parts: list[tuple[list[tuple[int, Any]], list[str]]]) -> list[str]:
+    failed = set()
+    for _, keys in parts:
+        failed.update(keys)
+    every = sorted((index, command["key"]) for indexed, _ in parts for index, command in indexed)
+    return [key for _, key in every if key in failed]
+
+
+def _batch_some(indexed: list[tuple[int, Mapping[str, Any]]]) -> Call:
+    unavailable = {"status": 503, "error": "unavailable", "message": "server unavailable"}
+    commands = [dict(command) for _, command in indexed]
+    return Call("batch", _json, json_body=commands, missing=[unavailable] * len(commands))
+
+
+def _results_in_order(parts: list[tuple[list[tuple[int, Any]], list]]) -> list:
+    ordered = sorted(
+        (index, result)
+        for indexed, results in parts
+        for (index, _), result in zip(indexed, results)
+    )
+    return [result for _, result in ordered]
+
+
+def _all_done(parts: Sequence[tuple[str, bool]]) -> bool:
+    return all(done for _, done in parts)
+
+
+def _sum(parts: Sequence[tuple[str, int]]) -> int:
+    return sum(count for _, count in parts)
+
+
+def _stats(parts: Sequence[tuple[str, Optional[dict]]]) -> dict:
+    """One server's stats as they are; several servers' counts summed, each one's too."""
+    if len(parts) == 1:
+        return parts[0][1] or {}
+    answered = [stats for _, stats in parts if stats is not None]
+    summed = {
+        name: sum(stats[name] for stats in answered)
+        for name in SUMMED_STATS
+        if all(isinstance(stats.get(name), int) for stats in answered)
+    }
+    return {**summed, "servers": dict(parts)}
+
+
 def _compared(status: int, body: bytes) -> bool:
     if status == 400:
         if json.loads(body).get("error") != "compare_mismatch":
@@ -249,6 +317,19 @@ def _compared(status: int, body: bytes) -> bool:
 
 def _integer(status: int, body: bytes) -> int:
     return int(body)
+
+
+# The /stats counts that add up over several servers.
+SUMMED_STATS = (
+    "keyCount",
+    "maxSize",
+    "bytes",
+    "maxBytes",
+    "hits",
+    "misses",
+    "evictions",
+    "expired",
+)
 
 
 def _flushed(status: int, body: bytes) -> int:
@@ -278,55 +359,3 @@ def encode_request(
     if if_present:
         headers["If-Match"] = "*"
     return body, headers
-
-
-def error_from_answer(status: int, body: bytes) -> MemflaskError:
-    try:
-        document = json.loads(body)
-        code, message = document["error"], document["message"]
-    except (ValueError, KeyError, TypeError):
-        code, message = "unreadable_answer", body[:200].decode("utf-8", "replace")
-    kind = _ERRORS.get(status, MemflaskServerError if status >= 500 else MemflaskError)
-    return kind(status, code, message)
-
-
-def check_answer_head(headers: Mapping[str, str], limit: int) -> Optional[int]:
-    """Refuse an answer before its body: one announced over `limit` bytes, or one in a
-    Content-Encoding not asked for (its decoded size is unknown until decoded). Answer
-    the announced Content-Length, if any.
-
-    Like a cut or late answer, these are no usable answer: status 0, whatever the server's.
-    """
-    encoding = headers.get("Content-Encoding", "identity")
-    if encoding.lower() != "identity":
-        raise MemflaskServerError(0, "unreadable_answer", f"Content-Encoding {encoding!r}")
-    length = headers.get("Content-Length", "")
-    # Past 18 digits it is over any limit (and int() of thousands of digits is refused).
-    if not (length.isascii() and length.isdigit()):
-        return None
-    if len(length) > 18 or int(length) > limit:
-        raise _answer_too_large(limit)
-    return int(length)
-
-
-class AnswerBody:
-    """An answer's body as its chunks arrive, refused as soon as it passes `limit` bytes."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.size = 0
-        self._chunks: list[bytes] = []
-
-    def add(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size > self.limit:
-            raise _answer_too_large(self.limit)
-        self._chunks.append(chunk)
-
-    def whole(self) -> bytes:
-        return b"".join(self._chunks)
-
-
-def _answer_too_large(limit: int) -> MemflaskAnswerTooLarge:
-    message = f"the answer is over max_answer_bytes ({limit:,} bytes); not read"
-    return MemflaskAnswerTooLarge(0, "answer_too_large", message)

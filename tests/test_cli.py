@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -14,6 +15,8 @@ from click.testing import CliRunner
 
 from memflask import create_app
 from memflask.cli import main
+from memflask.client import Client
+from memflask.placement import server_for
 from tests.harness.servers import ROOT, LiveServer, free_port, wait_until_serving
 
 
@@ -177,3 +180,23 @@ def test_serve_instance_path_is_named_at_start_and_holds_the_snapshot(tmp_path):
     assert process.returncode == 0, stderr
     assert f"; instance folder {tmp_path / 'state'})\n" in stderr, stderr
     assert '["k","v",null]' in (tmp_path / "state" / "cache.snapshot").read_text()
+
+
+def test_several_urls_spread_the_keys_as_the_client_does():
+    with contextlib.ExitStack() as stack:
+        servers = [
+            stack.enter_context(LiveServer(create_app({"APP_ENV": "production"}))) for _ in range(3)
+        ]
+        urls = [f"http://127.0.0.1:{server.port}" for server in servers]
+        options = [part for url in urls for part in ("--url", url)]
+        for number in range(30):
+            assert CliRunner().invoke(main, ["set", f"k{number}", "v", *options]).exit_code == 0
+        environment = {"MEMFLASK_URL": ",".join(urls)}
+        result = CliRunner(env=environment).invoke(main, ["get", "k7"])
+        assert (result.exit_code, result.output) == (0, "v\n")
+        stats = json.loads(CliRunner(env=environment).invoke(main, ["stats"]).output)
+        assert stats["keyCount"] == 30
+        with Client(server_for("k7", urls)) as holder:
+            assert holder.get("k7") == "v"
+        twice = CliRunner().invoke(main, ["get", "k7", "--url", urls[0], "--url", urls[0]])
+        assert twice.exit_code == 2

@@ -144,10 +144,12 @@ LAYERS = (
 # The clients' side: what they share, and the clients and framework backends over it.
 CLIENT_SIDE = (
     "memflask.protocol",
+    "memflask.answers",
     "memflask.deadlines",
     "memflask.limits",
     "memflask.codec",
     "memflask.placement",
+    "memflask.sharding",
 )
 CLIENTS = ("memflask.client", "memflask.aio", "memflask.caching", "memflask.django")
 # The package itself and its version, which any layer may read.
@@ -164,7 +166,7 @@ def layer_of(module: str) -> int:
 def test_the_layers_import_only_downwards():
     """core <- store <- config <- commands <- web <- app <- serving <- cli, limits below all;
     building the app imports no server (only the entry points do); the clients import only
-    what they share, which imports only the limits."""
+    what they share."""
     modules = module_files()
     imports = {name: memflask_imports(path) for name, path in modules.items()}
     assert imports["memflask.limits"] == set()
@@ -188,7 +190,8 @@ def test_the_layers_import_only_downwards():
     for backend in ("memflask.caching", "memflask.django"):
         allowed = (*CLIENT_SIDE, "memflask.client")
         assert all(name.startswith(allowed) for name in imports[backend] - ROOT_NAMES), backend
-    assert all(name.startswith("memflask.limits") for name in imports["memflask.protocol"])
+    for shared in ("memflask.protocol", "memflask.answers"):
+        assert all(name.startswith(CLIENT_SIDE) for name in imports[shared]), shared
 
 
 def third_party_imports(path: Path) -> set[str]:

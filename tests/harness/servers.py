@@ -127,8 +127,8 @@ class LiveServer:
     It is memflask's own GracefulServer, with the production settings.
     """
 
-    def __init__(self, app):
-        self.server = GracefulServer(app, host="127.0.0.1", port=0)
+    def __init__(self, app, port: int = 0):
+        self.server = GracefulServer(app, host="127.0.0.1", port=port)
         self.port = self.server.port
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
