@@ -8,7 +8,10 @@
         "CACHE_KEY_PREFIX": "myapp:",
     })
 
-CACHE_MEMFLASK_TIMEOUT is a network deadline (CACHE_DEFAULT_TIMEOUT is the expiry), and
+CACHE_MEMFLASK_SERVERS (a list, as CACHE_MEMCACHED_SERVERS) spreads the keys over several
+servers instead (memflask.placement), and `clear()` clears each of them; CACHE_OPTIONS
+may give the client's failover settings (memflask.sharding). CACHE_MEMFLASK_TIMEOUT is a
+network deadline (CACHE_DEFAULT_TIMEOUT is the expiry), and
 CACHE_MEMFLASK_MAX_ANSWER_BYTES the largest answer read: memflask.client.Client's
 `timeout` and `max_answer_bytes`.
 
@@ -38,7 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from cachelib import BaseCache
 from cachelib.serializers import RedisSerializer
@@ -46,6 +49,7 @@ from cachelib.serializers import RedisSerializer
 from . import codec
 from .client import DEFAULT_MAX_ANSWER_BYTES, Client, MemflaskError
 from .limits import MAX_KEY_BYTES  # the server's default, as memcached's
+from .sharding import DEAD_AFTER, DEAD_TIMEOUT
 
 # What a hashed key holds after the prefix: this marker and the key's SHA-256 in hex.
 HASHED_KEY_MARKER = "sha256:"
@@ -73,20 +77,35 @@ class CachelibMemflaskCache(BaseCache):
 
     def __init__(
         self,
-        url: str = "http://127.0.0.1:8000",
+        url: Union[str, Sequence[str]] = "http://127.0.0.1:8000",
         token: Optional[str] = None,
         timeout: Optional[float] = 5.0,
         default_timeout: int = 300,
         key_prefix: Optional[str] = "",
         serializer: Any = None,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        dead_after: int = DEAD_AFTER,
+        dead_timeout: float = DEAD_TIMEOUT,
+        ignore_unavailable: bool = False,
+        remap_dead: bool = False,
         **options: Any,
     ):
+        """`url`: one server, or several (a list, or separated by commas) whose keys are
+        spread, with the client's failover settings (memflask.sharding)."""
         # The base's own options (ignore_delete_many_errors, ...) go to the next class in
         # the MRO: cachelib's BaseCache here, Flask-Caching's BaseCache in MemflaskCache.
         super().__init__(default_timeout=default_timeout, **options)
         # `timeout` bounds each call to the server; `default_timeout` is the expiry.
-        self.client = Client(url, token=token, timeout=timeout, max_answer_bytes=max_answer_bytes)
+        self.client = Client(
+            url,
+            token=token,
+            timeout=timeout,
+            max_answer_bytes=max_answer_bytes,
+            dead_after=dead_after,
+            dead_timeout=dead_timeout,
+            ignore_unavailable=ignore_unavailable,
+            remap_dead=remap_dead,
+        )
         self.key_prefix = key_prefix or ""  # None, as cachelib's backends accept it
         if len(self.key_prefix.encode()) > MAX_KEY_BYTES - HASHED_KEY_BYTES:
             raise ValueError(
@@ -232,7 +251,8 @@ def _flask_caching_backend() -> type:
             """How Flask-Caching builds a backend: `kwargs` holds default_timeout and, from
             2.5, ignore_delete_many_errors (CACHE_IGNORE_ERRORS), plus CACHE_OPTIONS."""
             kwargs.update(
-                url=config.get("CACHE_MEMFLASK_URL", "http://127.0.0.1:8000"),
+                url=config.get("CACHE_MEMFLASK_SERVERS")
+                or config.get("CACHE_MEMFLASK_URL", "http://127.0.0.1:8000"),
                 token=config.get("CACHE_MEMFLASK_TOKEN"),
                 key_prefix=config.get("CACHE_KEY_PREFIX"),
             )

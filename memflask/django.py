@@ -9,9 +9,13 @@
         }
     }
 
+LOCATION names one server, or several (a list, or separated by ";" or ","), as for
+Django's memcached backends: the keys are spread over them (memflask.placement).
 OPTIONS go to memflask.client.Client: `token`, `timeout` (seconds one call to the server
 may take in all, connecting to the last byte of the answer; TIMEOUT is the expiry),
-`max_answer_bytes` (the largest answer read), `max_connections`.
+`max_answer_bytes` (the largest answer read), `max_connections`, and with several
+servers `dead_after`, `dead_timeout`, `ignore_unavailable`, `remap_dead`
+(memflask.sharding); `max_key_bytes` is the server's MAX_KEY_BYTES.
 
 Django's BaseCache contract holds: `timeout=None` never expires, `0` (or less) expires at
 once, `KEY_PREFIX`, `VERSION` and `KEY_FUNCTION` make the keys, `incr`/`decr` raise
@@ -73,13 +77,15 @@ class MemflaskCache(BaseCache):
                 f"integer (the server's MAX_KEY_BYTES), got {self.max_key_bytes!r}"
             )
         try:
-            self.client = Client(_one_location(server), **options)
+            self.client = Client(_locations(server), **options)
         except TypeError as error:
             raise ImproperlyConfigured(
-                f"memflask.django.MemflaskCache: OPTIONS {sorted(options)} are not all "
-                "memflask.client.Client's (token, timeout, max_answer_bytes, max_connections) "
-                "or max_key_bytes"
+                f"memflask.django.MemflaskCache: {error}. OPTIONS are memflask.client.Client's "
+                "(token, timeout, max_answer_bytes, max_connections, dead_after, dead_timeout, "
+                "ignore_unavailable, remap_dead) and max_key_bytes"
             ) from error
+        except ValueError as error:  # a LOCATION listing a server twice
+            raise ImproperlyConfigured(f"memflask.django.MemflaskCache: {error}") from error
 
     # -- serialisation -------------------------------------------------------------------
 
@@ -238,16 +244,11 @@ def _raise_unless(result: dict[str, Any], status: int) -> None:
         raise error_from_answer(result["status"], json.dumps(result).encode())
 
 
-def _one_location(location: Union[str, list[str], None]) -> str:
-    """The server's URL: LOCATION, one server (memflask does not shard over several)."""
+def _locations(location: Union[str, list[str], None]) -> list[str]:
+    """The servers' URLs: LOCATION, one or several (a list, or separated by ";" or ",", as
+    Django's memcached backends take them), the keys spread over them by the client."""
     if isinstance(location, (list, tuple)):
-        locations = list(location)
+        locations = list(location)  # the client refuses what is not a URL
     else:
-        # Django splits a memcached or Redis LOCATION on ";" and ",": refuse such a list
-        # here rather than reading it as one URL.
-        locations = [part for part in re.split("[;,]", location or "") if part.strip()]
-    if len(locations) > 1:
-        raise ImproperlyConfigured(
-            f"memflask.django.MemflaskCache talks to one server; LOCATION names {locations}"
-        )
-    return locations[0].strip() if locations else DEFAULT_LOCATION
+        locations = [part.strip() for part in re.split("[;,]", location or "") if part.strip()]
+    return locations or [DEFAULT_LOCATION]

@@ -295,15 +295,22 @@ def _sum(parts: Sequence[tuple[str, int]]) -> int:
 
 
 def _stats(parts: Sequence[tuple[str, Optional[dict]]]) -> dict:
-    """One server's stats as they are; several servers' counts summed, each one's too."""
+    """One server's stats as they are; several servers' counts summed (the store's
+    counters, and `commands` verb by verb), and each one's own under "servers"."""
     if len(parts) == 1:
         return parts[0][1] or {}
     answered = [stats for _, stats in parts if stats is not None]
-    summed = {
+    summed: dict[str, Any] = {
         name: sum(stats[name] for stats in answered)
         for name in SUMMED_STATS
-        if all(isinstance(stats.get(name), int) for stats in answered)
+        if answered and all(isinstance(stats.get(name), int) for stats in answered)
     }
+    if answered and all(isinstance(stats.get("commands"), dict) for stats in answered):
+        commands: dict[str, int] = {}
+        for stats in answered:
+            for verb, count in stats["commands"].items():
+                commands[verb] = commands.get(verb, 0) + count
+        summed["commands"] = dict(sorted(commands.items()))
     return {**summed, "servers": dict(parts)}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -12,7 +13,11 @@ import pytest
 from flask import Flask
 from flask_caching import Cache
 
+from memflask import create_app
 from memflask.caching import CachelibMemflaskCache, MemflaskCache
+from memflask.client import Client
+from memflask.placement import server_for
+from tests.harness.servers import LiveServer
 
 FLASK_CACHING_VERSION = tuple(int(part) for part in version("flask-caching").split(".")[:2])
 
@@ -296,3 +301,34 @@ def test_delete_many_raises_on_a_refused_key_only_when_told_to():
     cache.ignore_delete_many_errors = False
     with pytest.raises(RuntimeError, match="Failed to delete keys"):
         cache.delete_many("a", "b")
+
+
+def test_cache_memflask_servers_spreads_the_keys_and_clears_every_server(live_server, clock):
+    with contextlib.ExitStack() as stack:
+        others = [
+            stack.enter_context(LiveServer(create_app({"APP_ENV": "production", "CLOCK": clock})))
+            for _ in range(2)
+        ]
+        urls = [f"http://127.0.0.1:{server.port}" for server in (live_server, *others)]
+        app = Flask("sharded")
+        cache = Cache(
+            app,
+            config={
+                "CACHE_TYPE": "memflask.caching.MemflaskCache",
+                "CACHE_MEMFLASK_SERVERS": urls,
+                "CACHE_KEY_PREFIX": "app:",
+                "CACHE_OPTIONS": {"dead_timeout": 5},
+            },
+        )
+        with app.app_context():
+            values = {f"k{number}": number for number in range(60)}
+            assert cache.set_many(values)
+            assert cache.get_many(*values) == list(values.values())
+            held = [Client(url).stats()["keyCount"] for url in urls]
+            assert sum(held) == 60 and min(held) > 0
+            assert all(
+                Client(server_for(f"app:{key}", urls)).get(f"app:{key}") == str(value)
+                for key, value in values.items()
+            )
+            assert cache.clear()
+            assert [Client(url).stats()["keyCount"] for url in urls] == [0, 0, 0]

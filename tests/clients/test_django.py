@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import pickle
 import threading
 import warnings
+from typing import Iterator
 from unittest import mock
 from zlib import compress, decompress
 
@@ -94,9 +96,19 @@ def close_clients() -> None:
             backend.client.close()
 
 
-@pytest.fixture
-def location(live_server) -> str:
-    return f"http://127.0.0.1:{live_server.port}"
+@pytest.fixture(params=["one-server", "three-servers"])
+def location(request, live_server, app_settings, clock) -> Iterator[str]:
+    """The server, or three whose keys the backend spreads (LOCATION "a,b,c"), one clock."""
+    first = f"http://127.0.0.1:{live_server.port}"
+    if request.param == "one-server":
+        yield first
+        return
+    with contextlib.ExitStack() as stack:
+        others = [
+            stack.enter_context(LiveServer(create_app({**app_settings, "CLOCK": clock})))
+            for _ in range(2)
+        ]
+        yield ",".join([first, *(f"http://127.0.0.1:{other.port}" for other in others)])
 
 
 @pytest.fixture
@@ -142,13 +154,13 @@ def test_options_go_to_the_client(clock):
 @pytest.mark.parametrize(
     ("location", "options"),
     [
-        ("http://a:8000;http://b:8000", {}),
-        (["http://a:8000", "http://b:8000"], {}),
+        ("http://a:8000;http://a:8000", {}),
+        (["http://a:8000", "http://b:8000", 8000], {}),
         ("http://127.0.0.1:8000", {"MAX_ENTRIES": 30}),
         ("http://127.0.0.1:8000", {"max_key_bytes": 0}),
         ("http://127.0.0.1:8000", {"max_key_bytes": "300"}),
     ],
-    ids=["two-servers", "a-list-of-two", "unknown-option", "no-key-room", "key-room-as-text"],
+    ids=["a-server-twice", "not-a-url", "unknown-option", "no-key-room", "key-room-as-text"],
 )
 def test_a_bad_configuration_is_improperly_configured(location, options):
     setting = {"default": {"BACKEND": BACKEND, "LOCATION": location, "OPTIONS": options}}

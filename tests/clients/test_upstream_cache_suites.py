@@ -26,7 +26,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.harness.servers import ROOT, free_port, wait_until_serving
+from tests.harness.servers import ROOT, free_port, serving
 
 # Downloaded source distributions, kept between sessions (one file per version).
 DOWNLOADS = Path(tempfile.gettempdir()) / "memflask-upstream-sdists"
@@ -159,22 +159,20 @@ def unpack(archive: Path, into: Path) -> Path:
     return top
 
 
-@pytest.fixture(scope="session")
-def memflask_url() -> Iterator[str]:
-    """`python -m memflask` on a free loopback port (the memory store), for the session."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "memflask"],
-        cwd=ROOT,
-        env={"PORT": str(port), "APP_ENV": "production", "PATH": os.environ.get("PATH", "")},
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until_serving(port, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+@pytest.fixture(scope="session", params=["one-server", "three-servers"])
+def memflask_url(request) -> Iterator[str]:
+    """`python -m memflask` on free loopback ports (the memory store), for the session:
+    one server, or three whose keys the backend spreads (a comma-separated URL)."""
+    with contextlib.ExitStack() as stack:
+        urls = []
+        for _ in range(1 if request.param == "one-server" else 3):
+            port = free_port()
+            environment = {"PORT": str(port), "APP_ENV": "production"}
+            environment["PATH"] = os.environ.get("PATH", "")
+            command = [sys.executable, "-m", "memflask"]
+            stack.enter_context(serving(command, port, environment))
+            urls.append(f"http://127.0.0.1:{port}")
+        yield ",".join(urls)
 
 
 def run_upstream_tests(project_root: Path, adapter: str, tmp_path: Path) -> None:
