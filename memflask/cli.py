@@ -62,15 +62,26 @@ def _setting_options(command: Callable) -> Callable:
     help="granian worker processes; more than 1 needs a Redis store (STORE_URL).",
 )
 @click.option(
+    "--shards",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Memory-store servers on PORT, PORT+1, ...: one process each, for clients that "
+    "spread keys over them (README, Several servers).",
+)
+@click.option(
     "--instance-path",
     default=None,
     help="The instance folder (its config.py, a relative SNAPSHOT_PATH); relative: from "
     "the working directory [env: MEMFLASK_INSTANCE_PATH; default: see README, Settings].",
 )
 @_setting_options
-def serve(server: str, workers: int, **settings: Any) -> None:
+def serve(server: str, workers: int, shards: int, **settings: Any) -> None:
     """Serve until SIGTERM or SIGINT (then finish requests in flight)."""
     overrides = {name.upper(): value for name, value in settings.items() if value is not None}
+    if shards > 1:
+        _serve_shards(overrides, shards, server)
+        return
     if server == "granian":
         _serve_with_granian(overrides, workers)
         return
@@ -81,6 +92,17 @@ def serve(server: str, workers: int, **settings: Any) -> None:
         serve_app(app)
     except CannotListen as error:
         raise click.ClickException(str(error)) from None
+
+
+def _serve_shards(overrides: dict[str, Any], shards: int, server: str) -> None:
+    if server != "waitress":
+        raise click.UsageError("--shards runs waitress processes (one each)")
+    from .serving.shards import ShardsRefused, serve_shards
+
+    try:
+        sys.exit(serve_shards(overrides, shards))
+    except ShardsRefused as error:
+        raise click.UsageError(f"--shards {shards}: {error}") from None
 
 
 def _serve_with_granian(overrides: dict[str, Any], workers: int) -> None:

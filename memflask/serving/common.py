@@ -1,13 +1,14 @@
-"""What both servers share: the limits they hold requests to, the drain time, the start-up line."""
+"""What both servers share: the limits they hold requests to, the drain time, the start-up
+line, and the settings read without building an app."""
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import Flask
+from flask import Config, Flask
 
-from .. import __version__
+from .. import __version__, config
 from ..config import on_memory_store
 from ..limits import KIB
 
@@ -59,3 +60,16 @@ def _without_password(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def read_settings(overrides: Mapping[str, Any]) -> Config:
+    """memflask's settings as create_app reads them, validated, without building the app.
+
+    The same layers in the same order (defaults, instance/config.py, environment,
+    `overrides`), on a Flask object of the same name, so the same instance folder.
+    """
+    shell = Flask(
+        "memflask", instance_relative_config=True, instance_path=config.instance_path(overrides)
+    )
+    config.load(shell.config, None, overrides)
+    return shell.config

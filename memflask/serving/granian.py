@@ -25,14 +25,20 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-from flask import Config, Flask
+from flask import Flask
 
 from .. import config
 from ..app import create_app
 from ..core.errors import HTTPRefusal
 from ..web.hotpath import STATUS_LINES, wsgi_headers
 from ..web.pipeline import render_refusal
-from .common import CONNECTION_LIMIT, DRAIN_SECONDS, request_head_limit, startup_line
+from .common import (
+    CONNECTION_LIMIT,
+    DRAIN_SECONDS,
+    read_settings,
+    request_head_limit,
+    startup_line,
+)
 from .fd_limits import connections_that_fit
 
 # The name granian gives its worker processes (multiprocessing.Process(name=...)).
@@ -146,19 +152,6 @@ def refuse_workers_without_a_shared_store(workers: int, store_url: str) -> None:
             "(they share nothing): serve with 1 worker, or share a Redis store "
             "(STORE_URL=redis://host:6379/0)"
         )
-
-
-def read_settings(overrides: Mapping[str, Any]) -> Config:
-    """memflask's settings as create_app reads them, validated, without building the app.
-
-    The same layers in the same order (defaults, instance/config.py, environment,
-    `overrides`), on a Flask object of the same name, so the same instance folder.
-    """
-    shell = Flask(
-        "memflask", instance_relative_config=True, instance_path=config.instance_path(overrides)
-    )
-    config.load(shell.config, None, overrides)
-    return shell.config
 
 
 def load_app(overrides: Mapping[str, Any]) -> Flask:

@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import parse_qs
 
 from memflask import create_app
-from memflask.serving.granian import create_server, prepare_worker, read_settings
+from memflask.serving.common import read_settings
+from memflask.serving.granian import create_server, prepare_worker
 
 # Not MEMFLASK_...: memflask reads those as its own settings.
 SETTINGS_VARIABLE = "CONTRACT_GRANIAN_SETTINGS"
