@@ -25,6 +25,8 @@ from .http_bench import (
 from .redis_bench import measure_redis, print_section
 from .report import print_table, rate
 from .serve import PLAIN_WAITRESS
+from .shard_bench import measure_shards
+from .shard_bench import print_section as print_shards
 from .store_bench import bytes_per_item, measure_mix
 from .targets import verdicts
 
@@ -62,6 +64,7 @@ def main() -> None:
     started = time.monotonic()
     http = measure_http(seconds, rounds, dict(options.reference))
     on_redis = measure_redis(seconds, rounds)
+    shards = measure_shards(seconds, rounds)
     mix = measure_mix(sizes, operations, rounds)
     memory = {
         kind: bytes_per_item(kind, memory_items) for kind in ("memflask", "ttlcache", "ordereddict")
@@ -83,6 +86,8 @@ def main() -> None:
         print(f"note: {note}")
     print()
     print_section(on_redis)
+    print()
+    print_shards(shards)
     print("\nStore alone\n")
     header = ("figure", "memflask", "reference", "reference", "ratio", "target")
     print_table([header, *store_rows(mix, sizes), *memory_rows(memory, memory_items)])
