@@ -18,6 +18,7 @@ as soon as its Content-Length, or its count while reading, passes the limit.
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Optional, Sequence, Union
@@ -99,6 +100,7 @@ class Client(Verbs):
         )
         self._pools = {server: self._pool_for(server, max_connections) for server in self.urls}
         self._fanout: Optional[ThreadPoolExecutor] = None  # started by the first fan-out
+        self._fanout_lock = threading.Lock()
 
     def _pool_for(self, server: str, max_connections: int) -> urllib3.HTTPConnectionPool:
         pool = urllib3.connection_from_url(
@@ -140,8 +142,9 @@ class Client(Verbs):
         dispatch = self._servers.plan(plan)
         if len(dispatch.requests) <= 1:
             return dispatch.merge([self._attempt(request) for request in dispatch.requests])
-        if self._fanout is None:
-            self._fanout = ThreadPoolExecutor(len(self.urls), thread_name_prefix="memflask")
+        with self._fanout_lock:
+            if self._fanout is None:
+                self._fanout = ThreadPoolExecutor(len(self.urls), thread_name_prefix="memflask")
         return dispatch.merge(list(self._fanout.map(self._attempt, dispatch.requests)))
 
     def _attempt(self, request: Request) -> Any:
