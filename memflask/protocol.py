@@ -252,7 +252,7 @@ def _second(indexed: tuple[int, str]) -> str:
 
 def _command_key(indexed: tuple[int, Mapping[str, Any]]) -> str:
     command = indexed[1]
-    if not isinstance(command.get("key"), str):
+    if not isinstance(command, Mapping) or not isinstance(command.get("key"), str):
         raise ValueError(f"a /batch command without a key goes to no one server: {command!r}")
     return command["key"]
 
@@ -273,7 +273,7 @@ def _failed_in_order(parts: list[tuple[list[tuple[int, Any]], list[str]]]) -> li
 
 def _batch_some(indexed: list[tuple[int, Mapping[str, Any]]]) -> Call:
     unavailable = {"status": 503, "error": "unavailable", "message": "server unavailable"}
-    commands = [dict(command) for _, command in indexed]
+    commands = [command for _, command in indexed]
     return Call("batch", _json, json_body=commands, missing=[unavailable] * len(commands))
 
 
