@@ -37,7 +37,6 @@ memflask.client; `import django` here is the Django package, as imports are abso
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Iterable, Union
 
@@ -50,7 +49,6 @@ from django.core.cache.backends.base import (
 from django.core.exceptions import ImproperlyConfigured
 
 from . import codec
-from .answers import error_from_answer
 from .client import Client, MemflaskValidationError, MemflaskValueTooLarge
 
 # The server's defaults: the longest key (memcached's), and the most keys one /mget or
@@ -205,8 +203,8 @@ class MemflaskCache(BaseCache):
 
     def delete_many(self, keys: Iterable[str], version=None) -> None:
         made_keys = [self.make_and_validate_key(key, version=version) for key in keys]
-        for result in self._batch([{"verb": "delete", "key": key} for key in made_keys]):
-            _raise_unless(result, 204)
+        for start in range(0, len(made_keys), BATCH_SIZE):
+            self.client.delete_many(made_keys[start : start + BATCH_SIZE])
 
     def clear(self) -> None:
         """Remove this cache's keys (see `key_namespace`), not the other apps' on the server."""
@@ -229,19 +227,6 @@ class MemflaskCache(BaseCache):
         except KeyError:
             return False
         return True
-
-    def _batch(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run commands through /batch, BATCH_SIZE a request; one result per command."""
-        results: list[dict[str, Any]] = []
-        for start in range(0, len(commands), BATCH_SIZE):
-            results += self.client.batch(commands[start : start + BATCH_SIZE])
-        return results
-
-
-def _raise_unless(result: dict[str, Any], status: int) -> None:
-    """Raise the client's typed error for a /batch result that is not `status`."""
-    if result["status"] != status:
-        raise error_from_answer(result["status"], json.dumps(result).encode())
 
 
 def _locations(location: Union[str, list[str], None]) -> list[str]:

@@ -180,6 +180,16 @@ class Verbs:
         )
         return self._send(call)
 
+    def delete_many(self, keys: Iterable[str]) -> Any:
+        """Remove the keys, one /batch request per server; True (False when a server was
+        unavailable and that is ignored), as pymemcache's delete_many."""
+        keys = list(keys)
+        if not keys:
+            return self._send(Call(None, lambda status, body: True))
+        commands = [{"verb": "delete", "key": key} for key in keys]
+        spread = Spread(list(enumerate(commands)), _delete_some, _all_deleted, _command_key)
+        return self._send(spread)
+
     def flush_all(self) -> Any:
         """Remove every key (on every server)."""
         return self._send(Everywhere(Call("flush", _done, {}, missing=False), _all_done))
@@ -269,6 +279,19 @@ def _failed_in_order(parts: list[tuple[list[tuple[int, Any]], list[str]]]) -> li
         failed.update(keys)
     every = sorted((index, command["key"]) for indexed, _ in parts for index, command in indexed)
     return [key for _, key in every if key in failed]
+
+
+def _delete_some(indexed: list[tuple[int, Mapping[str, Any]]]) -> Call:
+    return Call("batch", _json, json_body=[command for _, command in indexed], missing=None)
+
+
+def _all_deleted(parts: list[tuple[list[tuple[int, Any]], Optional[list]]]) -> bool:
+    """True once every server deleted its keys; a refused entry raises its error."""
+    for _, results in parts:
+        for result in results or ():
+            if result["status"] != 204:
+                raise error_from_answer(result["status"], json.dumps(result).encode())
+    return all(results is not None for _, results in parts)
 
 
 def _batch_some(indexed: list[tuple[int, Mapping[str, Any]]]) -> Call:

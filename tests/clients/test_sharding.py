@@ -76,6 +76,9 @@ def test_calls_on_many_keys_answer_in_the_callers_order(servers):
         ]
         with pytest.raises(ValueError, match="without a key"):
             cache.batch([{"verb": "stats"}, {"verb": "get", "key": "k"}])
+        assert cache.delete_many(keys) is True
+        assert cache.get_many(keys) == {}
+        assert cache.delete_many([]) is True
 
 
 def test_every_server_answers_flush_stats_prefix_deletion_and_scans(servers):
@@ -157,6 +160,8 @@ def test_ignoring_unavailable_servers_reads_misses_and_drops_writes(servers):
             gone_keys[:3]
         )
         assert cache.stats()["servers"][urls[2]] is None
+        assert cache.delete_many(live_keys + gone_keys[:3]) is False  # a server was skipped
+        assert cache.get_many(live_keys) == {}
 
 
 def test_remapping_puts_an_unavailable_servers_keys_on_the_others(servers):
