@@ -22,6 +22,7 @@ from memflask.commands import (
 from memflask.commands.storage import Append, Set
 from memflask.core.errors import NotFound
 from memflask.store import DELETE, Item, Store
+from tests.store.redis.test_scripts import Shout
 
 ORIGINAL_VERBS = [
     "append",
@@ -171,15 +172,6 @@ class Chain(Append):
 
     def grow(self, current: str, value: str) -> str:
         return f"{current},{value}"
-
-
-class Shout(Set):
-    """Store the value in capitals (a plugin's own change)."""
-
-    name = "shout"
-
-    def change(self, current: Optional[Item], now: float, args) -> Item:
-        return Item(args.value.upper(), args.expiry.resolve(now))
 
 
 @pytest.mark.parametrize(
