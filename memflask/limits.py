@@ -16,3 +16,11 @@ MAX_ANSWER_BYTES = 16 * MIB
 # Keys a /batch's scans (/keys pages, prefix flushes) may examine beyond one pass over
 # the store: a /batch of 100 /keys pages of 1,000 keys, about 0.1 s of CPU here.
 MAX_SCAN_KEYS = 1_000_000
+# Leases and stale copies a memory store keeps at once (GET /get?lease=): past it, the
+# oldest is let go (its holder's write then answers 412, as after another's write).
+MAX_LEASES = 65_536
+# The longest lease a reader may take, in seconds (memcached's N flag takes any).
+MAX_LEASE_SECONDS = 3600
+# The longest a written item is kept stale past its expiry (`stale`), in seconds: 30
+# days, the longest relative expiry memcached takes.
+MAX_STALE_SECONDS = 30 * 24 * 3600

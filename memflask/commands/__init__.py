@@ -15,7 +15,7 @@ from .context import CommandCounts as CommandCounts
 from .context import Context as Context
 from .counters import Decrement, Increment
 from .execution import run as run
-from .keys import DeleteKey, Flush, GetAndTouch, ListKeys, Touch
+from .keys import DeleteKey, Flush, GetAndTouch, Invalidate, ListKeys, Touch
 from .params import Amount as Amount
 from .params import Expiry as Expiry
 from .params import ExpiryParameter as ExpiryParameter
@@ -57,6 +57,8 @@ DEFAULT_COMMANDS: tuple[type[Command], ...] = (
     Batch,
     # Namespaces.
     ListKeys,
+    # Stampedes: leases (Get's `lease`) and stale-while-revalidate.
+    Invalidate,
 )
 
 # The default verbs, as a registry (each app builds its own, from DEFAULT_COMMANDS or the

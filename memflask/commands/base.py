@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any, ClassVar, Optional
 
 from ..core.errors import PreconditionFailed, Refusal, ValueTooLarge
-from ..store import Change, Item, ItemTooLarge, ServerChange, Store
+from ..store import Change, Item, ItemTooLarge, LeaseNotHeld, ServerChange, Store
 from .params import Parameter, Params, check_value
 from .result import TEXT, Result, written
 
@@ -67,7 +67,8 @@ class Command:
 class WriteCommand(Command):
     """A write to one key: checks the request's preconditions, then applies `change`.
 
-    Its Args carry `key`, the verb's own parameters, `conditions` and `return_value`.
+    Its Args carry `key`, the verb's own parameters, `conditions` and `return_value`;
+    a verb that fills leases also `lease` and `stale` (storage.LEASE_PARAMETERS).
     """
 
     writes = True
@@ -114,10 +115,17 @@ class WriteCommand(Command):
 
         try:
             item = store.write(
-                args.key, checked_change, self.conditioned_server_change(args), read=self.reads
+                args.key,
+                checked_change,
+                self.conditioned_server_change(args),
+                read=self.reads,
+                lease=getattr(args, "lease", None) or "",
+                stale=getattr(args, "stale", None),
             )
         except ItemTooLarge as error:
             raise ValueTooLarge(f"the item is too large for the cache: {error}") from None
+        except LeaseNotHeld as error:
+            raise PreconditionFailed(str(error)) from None
         return written(item, args.return_value or self.reads)
 
 

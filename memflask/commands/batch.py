@@ -34,8 +34,13 @@ OUTCOME_SCHEMA = {
         "value": {},
         "error": {"type": "string"},
         "message": {"type": "string"},
+        "lease": {"type": "string"},
+        "retryAfter": {"type": "string"},
+        "cacheStatus": {"type": "string"},
     },
 }
+# The answer headers a batch entry carries, as fields (a lease read's: /get?lease=).
+ENTRY_HEADERS = {"Lease": "lease", "Retry-After": "retryAfter", "Cache-Status": "cacheStatus"}
 
 
 class BatchEntry(NamedTuple):
@@ -186,4 +191,7 @@ def outcome(result: Result) -> dict[str, Any]:
         entry["value"] = result.value
     elif result.data is not None:
         entry["value"] = result.data
+    for name, value in result.headers:
+        if name in ENTRY_HEADERS:
+            entry[ENTRY_HEADERS[name]] = value
     return entry

@@ -11,6 +11,7 @@ from ..store.scans import UnknownCursor
 from .base import Command, WriteCommand
 from .context import Context
 from .params import Expiry, ExpiryParameter, Key, Limit, Parameter, Params
+from .reads import KeyArgs
 from .result import TEXT, Result, json_content
 
 
@@ -65,6 +66,24 @@ class GetAndTouch(Touch):
     name = "gat"
     answers = {200: TEXT}
     reads = True
+
+
+class Invalidate(Command):
+    """Make the item stale (204; 404 if absent): a plain read now misses, as after a delete;
+    a /get with `lease` gets the stale value (and one reader a lease to refresh it) until
+    the item is written, deleted, or its expiry (and `stale` window) passes."""
+
+    name = "invalidate"
+    writes = True
+    parameters = (Key(),)
+    refusals = (NotFound,)
+    answers = {204: None}
+    Args = KeyArgs
+
+    def apply(self, store: Store, args: KeyArgs) -> Result:
+        if not store.invalidate(args.key):
+            raise NotFound("no such key")
+        return Result(204)
 
 
 PREFIX_DESCRIPTION = "Only keys that start with this (empty: every key)."

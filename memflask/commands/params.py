@@ -14,9 +14,11 @@ from .. import limits
 from ..core.errors import (
     ConflictingExpiry,
     DuplicateParameter,
+    InvalidDuration,
     InvalidEncoding,
     InvalidExpire,
     InvalidKey,
+    InvalidLease,
     InvalidLimit,
     InvalidParameter,
     KeyTooLong,
@@ -222,6 +224,59 @@ class Limit(Parameter):
         if not 1 <= limit <= params.context.max_batch:
             raise InvalidLimit(f"limit must be from 1 to {params.context.max_batch}, got {limit}")
         return limit
+
+
+class Seconds(Parameter):
+    """An optional whole number of seconds, from `least` to `most`."""
+
+    schema = {"type": "string", "pattern": "^[0-9]+$"}
+    refusals = (InvalidDuration,)
+
+    def __init__(self, name: str, description: str, least: int, most: int) -> None:
+        super().__init__(
+            name, f"{description} ({least} to {most} seconds).", required=False, example="30"
+        )
+        self.least = least
+        self.most = most
+
+    def convert(self, text: str, context: Context) -> int:
+        seconds = parse_int64(text, self.name, InvalidDuration)
+        if not self.least <= seconds <= self.most:
+            raise InvalidDuration(
+                f"{self.name} must be from {self.least} to {self.most} seconds, got {seconds}"
+            )
+        return seconds
+
+
+# A lease token as Store.get_leased makes them (secrets.token_urlsafe), with room to spare.
+_LEASE_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class LeaseToken(Parameter):
+    """A write's `lease`: the token a /get?lease= gave, so the write applies only while that
+    lease is current."""
+
+    schema = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+    refusals = (InvalidLease,)
+
+    def __init__(self) -> None:
+        super().__init__(
+            "lease",
+            "The token a /get with `lease` answered in its Lease header: the write applies "
+            "only while that lease is current (412 otherwise), and ends it.",
+            required=False,
+            example="",
+        )
+
+    def convert(self, text: str, context: Context) -> str:
+        if not _LEASE_TOKEN.fullmatch(text):
+            raise InvalidLease(
+                f"lease must be a token a /get?lease= answered, got {_excerpt(text)}"
+            )
+        return text
+
+    def examples(self) -> dict[str, str]:
+        return {}  # a valid token is one a lease read gave: none is valid in advance
 
 
 class Expiry(NamedTuple):

@@ -5,41 +5,92 @@ from __future__ import annotations
 import math
 from typing import NamedTuple, Optional
 
-from ..core.errors import AnswerTooLarge, NotFound
+from .. import limits
+from ..core.errors import AnswerTooLarge, MissingParameter, NotFound
 from ..core.headers import Conditions
-from ..store import Item, Store, utf8_len
+from ..store import Item, LeaseRead, Store, utf8_len
 from .base import Command
 from .budget import ASCII_CHAR_MOST, OTHER_CHAR_MOST, string_size
-from .params import INT64_MAX, Key, Keys, Params
-from .result import TEXT, Result, json_content
+from .params import INT64_MAX, Key, Keys, Params, Seconds
+from .result import TEXT, Result, json_content, refused
 
 
 class GetArgs(NamedTuple):
     key: str
+    lease: Optional[int]  # seconds of a lease this reader may take (None: a plain read)
+    recache: Optional[int]  # with `lease`: take it on a hit expiring within these seconds
     conditions: Conditions
     answer_room: Optional[int]  # in a /batch, the room left in its answer (Params)
 
 
 class Get(Command):
-    """Read a value (200) with its version as ETag; 304 when the client holds that version."""
+    """Read a value (200) with its version as ETag; 304 when the client holds that version.
+
+    With `lease`, a reader that may recompute the value (memcached's meta `mg k N<s>`): a
+    miss with no lease held gives this reader one (404 with a `Lease` token to write
+    with); a miss while another holds it answers 404 with `Retry-After`; a stale value
+    (invalidated, or expired within its `stale` window) answers 200 with `Cache-Status:
+    memflask; hit; ttl=<negative>`, and a `Lease` if none is held. With `recache`, a hit
+    expiring within that many seconds gives a `Lease` too (memcached's `R` flag).
+    """
 
     name = "get"
-    parameters = (Key(),)
+    parameters = (
+        Key(),
+        Seconds(
+            "lease",
+            "Read as one who may recompute the value: a miss or a stale value gives this "
+            "reader a lease for this long, if no one holds it",
+            1,
+            limits.MAX_LEASE_SECONDS,
+        ),
+        Seconds(
+            "recache",
+            "With lease: a hit that expires within this long gives a lease too",
+            1,
+            limits.MAX_LEASE_SECONDS,
+        ),
+    )
     refusals = (NotFound,)
     answers = {200: TEXT, 304: None}
 
     def validate(self, params: Params) -> GetArgs:
-        return GetArgs(
+        args = GetArgs(
             **self.parse(params), conditions=params.conditions, answer_room=params.answer_room
         )
+        if args.recache is not None and args.lease is None:
+            raise MissingParameter("recache needs lease: the seconds of the lease to give")
+        return args
 
     def apply(self, store: Store, args: GetArgs) -> Result:
+        if args.lease is not None:
+            return _leased_answer(store.get_leased(args.key, args.lease, args.recache), args)
         item = _read(store, args.key, args.answer_room)
         if item is None:
             raise NotFound("no such key")
         if args.conditions.not_modified(item):
             return Result(304, version=item.version)
         return Result(200, value=item.value, version=item.version)
+
+
+def _leased_answer(read: LeaseRead, args: GetArgs) -> Result:
+    """A lease read's answer: the value or a 404, with its Lease, Retry-After and
+    Cache-Status headers."""
+    headers: tuple[tuple[str, str], ...] = ()
+    if read.token is not None:
+        headers += (("Lease", read.token),)
+    if read.lease_left is not None:
+        headers += (("Retry-After", str(max(1, math.ceil(read.lease_left)))),)
+    item = read.item
+    if item is None:
+        return refused(NotFound("no such key"))._replace(headers=headers)
+    if read.stale_for is not None:
+        # RFC 9211: a negative ttl is how long the answer has been stale.
+        stale_seconds = max(1, math.ceil(read.stale_for))
+        headers += (("Cache-Status", f"memflask; hit; ttl=-{stale_seconds}"),)
+    if args.conditions.not_modified(item):
+        return Result(304, version=item.version, headers=headers)
+    return Result(200, value=item.value, version=item.version, headers=headers)
 
 
 def _read(store: Store, key: str, answer_room: Optional[int]) -> Optional[Item]:

@@ -4,17 +4,41 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
+from .. import limits
 from ..core.errors import CompareMismatch, Exists, NotFound
 from ..core.headers import Conditions
 from ..store import Item, ServerChange
 from .base import WriteCommand, grown_item
-from .params import Expiry, ExpiryParameter, Key, Parameter, Params, Value
+from .params import (
+    Expiry,
+    ExpiryParameter,
+    Key,
+    LeaseToken,
+    Parameter,
+    Params,
+    Seconds,
+    Value,
+)
+
+# The parameters of a write that may fill a lease and keep a stale copy (stampedes).
+LEASE_PARAMETERS = (
+    LeaseToken(),
+    Seconds(
+        "stale",
+        "Keep the item this long past its expiry, stale, for /get?lease= readers "
+        "(stale-while-revalidate); no effect on an item that never expires",
+        1,
+        limits.MAX_STALE_SECONDS,
+    ),
+)
 
 
 class StoreArgs(NamedTuple):
     key: str
     value: str
     expiry: Expiry
+    lease: Optional[str]
+    stale: Optional[int]
     conditions: Conditions
     return_value: bool
 
@@ -22,7 +46,7 @@ class StoreArgs(NamedTuple):
 class StoreCommand(WriteCommand):
     """A verb that stores `value` under `key`, with an optional expiry."""
 
-    parameters = (Key(), Value(), ExpiryParameter())
+    parameters = (Key(), Value(), ExpiryParameter(), *LEASE_PARAMETERS)
     Args = StoreArgs
 
 
@@ -73,6 +97,8 @@ class CompareArgs(NamedTuple):
     value: str
     compare: str
     expiry: Expiry
+    lease: Optional[str]
+    stale: Optional[int]
     conditions: Conditions
     return_value: bool
 
@@ -86,6 +112,7 @@ class CheckAndSet(WriteCommand):
         Value(),
         Parameter("compare", "The value the current one must equal."),
         ExpiryParameter(),
+        *LEASE_PARAMETERS,
     )
     refusals = (*WriteCommand.refusals, CompareMismatch)
     Args = CompareArgs
@@ -103,6 +130,8 @@ class GrowArgs(NamedTuple):
     key: str
     value: str
     expiry: Expiry
+    lease: Optional[str]
+    stale: Optional[int]
     conditions: Conditions
     return_value: bool
     max_value_bytes: int  # the grown value must still fit

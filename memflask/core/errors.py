@@ -79,6 +79,18 @@ class NotAnInteger(ValidationError):
     code = "not_an_integer"
 
 
+class InvalidDuration(ValidationError):
+    """A number of seconds (lease, recache, stale) that is not an integer in its range."""
+
+    code = "invalid_duration"
+
+
+class InvalidLease(ValidationError):
+    """A write's `lease` that cannot be a lease token (a well-formed unknown one is a 412)."""
+
+    code = "invalid_lease"
+
+
 class Overflow(ValidationError):
     """An increment or decrement whose result leaves the signed 64-bit range."""
 

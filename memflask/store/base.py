@@ -131,6 +131,28 @@ Change = Union[Item, Delete, None]
 ChangeFunction = Callable[[Optional[Item], float], Change]
 
 
+class LeaseRead(NamedTuple):
+    """A read that may take a lease (Store.get_leased): the item (fresh or stale; None: a
+    miss), the lease granted to this reader (None: none), and, on a miss while another
+    reader holds the key's lease, the seconds until it ends."""
+
+    item: Optional[Item] = None
+    stale_for: Optional[float] = None  # a stale item's: seconds since it went stale
+    token: Optional[str] = None
+    lease_left: Optional[float] = None
+
+
+class LeaseNotHeld(Exception):
+    """A write under a lease that is not current: never given for this key, ended by its
+    time, by another write, a delete or an invalidation, or already used."""
+
+
+LEASE_NOT_HELD = (
+    "the lease is not current: ended by its time, by another write, a delete or an "
+    "invalidation, already used, or never given for this key"
+)
+
+
 class ItemTooLarge(ValueError):
     """An item alone is bigger than the store's whole byte capacity."""
 
@@ -233,6 +255,15 @@ class StoreStats(TypedDict):
     expired: Annotated[
         int, Metric("counter", "memflask_expired", "Items reclaimed after their expiry.")
     ]
+    leases: Annotated[
+        int, Metric("counter", "memflask_leases", "Leases granted to readers (/get?lease=).")
+    ]
+    staleAnswers: Annotated[
+        int, Metric("counter", "memflask_stale_answers", "Stale values answered to lease readers.")
+    ]
+    leaseFills: Annotated[
+        int, Metric("counter", "memflask_lease_fills", "Writes made under a current lease.")
+    ]
 
 
 # Each stats field with how it is exposed, in the order /stats lists them.
@@ -284,6 +315,26 @@ class Store(ABC):
     def stats(self) -> StoreStats:
         """Return the store's counters."""
 
+    def get_leased(
+        self, key: str, lease_seconds: int, recache_seconds: Optional[int] = None
+    ) -> LeaseRead:
+        """Read `key` as a reader that may recompute it (memcached's `mg key N<s> R<s>`).
+
+        A fresh item is a hit, and gets a lease too if `recache_seconds` is given, it
+        expires within them, and no lease is held. Otherwise, if no lease is held on the
+        key, this reader gets one for `lease_seconds`: with the item's stale copy if one
+        is kept (see write's `stale` and invalidate), else on a miss. While another's lease
+        is held, a stale copy is answered without a lease, and a miss tells when it ends.
+        Counts a hit or a miss (a stale answer is a miss, and counted as stale too).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no leases")
+
+    def invalidate(self, key: str) -> bool:
+        """Make the live item under `key` stale: gone for every read but a lease reader's,
+        who gets it (stale) until it is written, deleted, or its expiry (and stale window)
+        passes. Ends any lease on the key. False if the key is absent."""
+        raise NotImplementedError(f"{type(self).__name__} has no leases")
+
     def delete_prefix(self, prefix: str) -> int:
         """Remove every key that starts with `prefix`; return how many were removed.
 
@@ -327,10 +378,19 @@ class Store(ABC):
         server_change: Optional[ServerChange] = None,
         *,
         read: bool = False,
+        lease: str = "",
+        stale: Optional[int] = None,
     ) -> Optional[Item]:
         """Apply a write given both ways: `change`, and `server_change` (the same change as
         data, when the verb has one) for a backend that runs it server-side. By default
-        `change` runs through update()."""
+        `change` runs through update().
+
+        `lease`: apply only under that current lease (else raise LeaseNotHeld, nothing
+        changed). `stale`: seconds the item is kept past its expiry, stale, for lease
+        readers. Every write that changes the key ends its lease and its stale copy.
+        """
+        if lease or stale is not None:
+            raise NotImplementedError(f"{type(self).__name__} has no leases")
         return self.update(key, change, read=read)
 
     def close(self) -> None:  # noqa: B027 -- optional: most backends hold nothing to close

@@ -15,17 +15,22 @@ from .base import (
     EXPIRING_ITEM_BYTES,
     EXPIRY_SECOND_BYTES,
     ITEM_BYTES,
+    LEASE_NOT_HELD,
     NEVER,
     WALL_STEP_SECONDS,
+    Change,
     ChangeFunction,
     Clock,
     Item,
     ItemTooLarge,
+    LeaseNotHeld,
+    LeaseRead,
     Store,
     TtlItem,
     str_bytes,
 )
 from .expiry_index import ExpiryIndex
+from .leases import LeaseTable, PendingWrite
 from .memory_keyspace import MemoryKeyspace
 from .scans import CursorSeal, ScanSnapshots
 
@@ -79,6 +84,7 @@ class MemoryStore(MemoryKeyspace, Store):
         # Bumped by every change to the items (see `changes`).
         self._changes = 0
         self._index = ExpiryIndex(self._items, self._versions)
+        self._leases = LeaseTable()
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> MemoryStore:
@@ -137,7 +143,81 @@ class MemoryStore(MemoryKeyspace, Store):
         with self._lock:
             return self._live(key, self._now())
 
+    def get_leased(
+        self, key: str, lease_seconds: int, recache_seconds: Optional[int] = None
+    ) -> LeaseRead:
+        with self._lock:
+            now = self._now()
+            leases = self._leases
+            item = self._live(key, now)
+            if item is not None:
+                self._hits += 1
+                self._items.move_to_end(key)
+                if (
+                    recache_seconds is None
+                    or item - now >= recache_seconds  # NEVER too: it never expires
+                    or leases.lease_left(key, now) is not None
+                ):
+                    return LeaseRead(item)
+                return LeaseRead(item, token=self._grant(key, lease_seconds, now))
+            self._misses += 1
+            entry, freed = leases.stale(key, now)
+            self._bytes -= freed
+            lease_left = leases.lease_left(key, now)
+            if entry is not None:
+                leases.stale_answers += 1
+                stale_for = now - entry.fresh_until
+                token = None if lease_left is not None else self._grant(key, lease_seconds, now)
+                return LeaseRead(entry.stale, stale_for=stale_for, token=token)
+            if lease_left is not None:
+                return LeaseRead(lease_left=lease_left)
+            return LeaseRead(token=self._grant(key, lease_seconds, now))
+
+    def _grant(self, key: str, seconds: int, now: float) -> str:
+        token, added = self._leases.grant(key, seconds, now)
+        self._bytes += added
+        if self.max_bytes and self._bytes > self.max_bytes:
+            self._make_room(now)
+        return token
+
+    def invalidate(self, key: str) -> bool:
+        with self._lock:
+            now = self._now()
+            item = self._live(key, now)
+            if item is None:
+                return False
+            self._forget(key, self._items.pop(key))
+            self._changes += 1
+            self._bytes += self._leases.invalidated(key, item, now)
+            if self.max_bytes and self._bytes > self.max_bytes:
+                self._make_room(now)
+            return True
+
     # -- writes --------------------------------------------------------------------------
+
+    def write(
+        self,
+        key: str,
+        change: ChangeFunction,
+        server_change: Any = None,
+        *,
+        read: bool = False,
+        lease: str = "",
+        stale: Optional[int] = None,
+    ) -> Optional[Item]:
+        if not lease and stale is None:
+            return self.update(key, change, read=read)
+        leases = self._leases
+
+        def leased_change(current: Optional[Item], now: float) -> Change:
+            if lease and not leases.holds(key, lease, now):
+                raise LeaseNotHeld(LEASE_NOT_HELD)
+            new = change(current, now)
+            if isinstance(new, Item):  # update() hands it to written() once stored
+                leases.pending = PendingWrite(new, stale, bool(lease))
+            return new
+
+        return self.update(key, leased_change, read=read)
 
     def update(self, key: str, change: ChangeFunction, *, read: bool = False) -> Optional[Item]:
         self._lock.acquire()  # not `with`: see get()
@@ -167,9 +247,15 @@ class MemoryStore(MemoryKeyspace, Store):
                 if current is not None:
                     self._forget(key, items.pop(key))
                     self._changes += 1
+                if self._leases.busy:  # its lease ends, its stale copy goes
+                    self._bytes += self._leases.written(key, None)
                 return None
             stored = self._store(key, new, current, now)
             self._changes += 1
+            if self._leases.busy:
+                self._bytes += self._leases.written(key, stored)
+                if self.max_bytes and self._bytes > self.max_bytes:
+                    self._make_room(now)
             return stored
         finally:
             self._lock.release()
@@ -307,12 +393,16 @@ class MemoryStore(MemoryKeyspace, Store):
         return item
 
     def _make_room(self, now: float) -> None:
-        """Evict until within capacity: expired items first, then least recently used."""
+        """Evict until within capacity: expired items first, then leases and stale copies
+        (oldest first), then the least recently used items."""
         items = self._items
         while (self.max_keys and len(items) > self.max_keys) or (
             self.max_bytes and self._bytes > self.max_bytes
         ):
             if self._index.next_expiry <= now and self._reclaim_expired(now, limit=1):
+                continue
+            if self.max_bytes and self._bytes > self.max_bytes and self._leases.entries:
+                self._bytes -= self._leases.drop_oldest()
                 continue
             key, evicted = items.popitem(last=False)
             self._forget(key, evicted)

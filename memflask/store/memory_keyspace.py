@@ -10,6 +10,7 @@ from typing import Callable, Iterable, Optional
 
 from .base import DELETE, Change, Item, ItemTooLarge, StoreStats
 from .expiry_index import ExpiryIndex
+from .leases import LeaseTable
 from .scans import MAX_SCANS, CursorSeal, ScanSnapshots, UnknownCursor, page_examines
 
 
@@ -30,6 +31,7 @@ class MemoryKeyspace:
     _expired: int
     _wall_offset: Optional[float]
     _index: ExpiryIndex
+    _leases: LeaseTable
     max_keys: int
     max_bytes: int
     _reclaim_expired: Callable[[float, Optional[int]], int]
@@ -45,6 +47,7 @@ class MemoryKeyspace:
             self._items.clear()
             self._bytes = 0
             self._index.clear()
+            self._leases.clear()
             self._wall_offset = None
             self._changes += 1
 
@@ -60,6 +63,9 @@ class MemoryKeyspace:
                 misses=self._misses,
                 evictions=self._evictions,
                 expired=self._expired,
+                leases=self._leases.granted,
+                staleAnswers=self._leases.stale_answers,
+                leaseFills=self._leases.fills,
             )
 
     def export(self) -> list[tuple[str, str, Optional[float]]]:
@@ -99,6 +105,8 @@ class MemoryKeyspace:
             deleted += 1
             return DELETE
 
+        with self._lock:  # leases and stale copies: at most MAX_LEASES entries
+            self._bytes -= self._leases.drop_prefix(prefix)
         # Filtered without the lock, and one key per lock hold: a /get waits for one
         # deletion at most, not for 10^6.
         for key in self._key_list():

@@ -181,7 +181,9 @@ class Keyspace:
         for answer in answers:
             if isinstance(answer, Exception):
                 raise answer
-        keys, hits, misses, expired = (sum(column) for column in zip(*answers))
+        keys, hits, misses, expired, leases, stale_answers, lease_fills = (
+            sum(column) for column in zip(*answers)
+        )
         info = self._info()
         return StoreStats(
             keyCount=max(0, keys),
@@ -192,6 +194,9 @@ class Keyspace:
             misses=misses,
             evictions=info.get("evicted_keys", 0),
             expired=expired,
+            leases=leases,
+            staleAnswers=stale_answers,
+            leaseFills=lease_fills,
         )
 
     def _info(self) -> dict[str, int]:

@@ -9,8 +9,9 @@ from typing import Any, Callable, Optional, Sequence
 
 from ..base import Item
 
-# An item's hash fields: its value, its version (0: none), its expiry (Unix seconds).
-FIELDS = ("v", "n", "e")
+# An item's hash fields: its value, its version (0: none), its expiry (Unix seconds), and
+# when it was invalidated (a stale item: read as absent).
+FIELDS = ("v", "n", "e", "s")
 # Items are spread over this many shards, each one hash tag (one Cluster slot) holding
 # its items, its counters and its expiry index, so a script touches one slot only.
 SHARDS = 256
@@ -49,8 +50,8 @@ class ItemLayout:
         expiry is told on this host's clock (the same seconds left), as `store.clock()`
         reads it: /ttl then answers the same on every host.
         """
-        value, version, expires = fields
-        if not version or version in (b"0", "0"):
+        value, version, expires = fields[:3]
+        if not version or version in (b"0", "0") or (len(fields) > 3 and fields[3]):
             return None
         expires_at = float(expires) if expires else None
         if expires_at is not None:

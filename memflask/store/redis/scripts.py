@@ -4,9 +4,17 @@ A script reads the item, checks the request's conditions and the verb's rules, w
 and keeps the namespace's counters, in one round trip. Every key a script touches is in
 one shard, and a shard's keys share a hash tag (one Redis Cluster slot):
 
-    <prefix>{<shard>}item:<key>   hash: v (value), n (version), e (expiry, "" never)
-    <prefix>{<shard>}stats        hash: keys, hits, misses, expired
-    <prefix>{<shard>}expiries     sorted set: key -> expiry, of the items that expire
+    <prefix>{<shard>}item:<key>   hash: v (value), n (version), e (expiry, "" never),
+                                  w (stale window, seconds), s (invalidated at)
+    <prefix>{<shard>}lease:<key>  hash: t (token), u (until): a reader's lease
+    <prefix>{<shard>}stats        hash: keys, hits, misses, expired, leases,
+                                  staleAnswers, leaseFills
+    <prefix>{<shard>}expiries     sorted set: key -> when the item goes, of the items
+                                  that expire (its expiry, plus its stale window)
+
+A stale item (invalidated, or past its expiry within the `stale` window it was written
+with) is kept for lease readers (LEASE_READ_SCRIPT) and read as absent by every other
+script; it counts in `keys` until it goes, so /stats's keyCount on Redis includes it.
 
 `keys` counts the items held, expired or not; `/stats` subtracts the items past their
 expiry (ZCOUNT of `expiries` up to now), so keyCount is exact in O(shards). An item past
@@ -68,19 +76,30 @@ local function reclaim(name, key)
   redis.call('HINCRBY', stats_name, 'expired', 1)
 end
 
--- The live item under `key`: value (false: none), last version (0: none), expiry.
--- An item past its expiry is reclaimed; one Redis's TTL removed is counted out.
+-- When an item expiring at `e` with stale window `w` goes ('' never).
+local function goes_at(e, w)
+  if e == '' or w == '' then return e end
+  return string.format('%.17g', tonumber(e) + tonumber(w))
+end
+
+local function lease_name_of(key) return string.sub(item_prefix, 1, -6) .. 'lease:' .. key end
+
+-- The live item under `key`: value (false: none), last version (0: none), expiry, and
+-- whether a stale item is held there instead (kept for lease readers, read as absent).
+-- An item past its expiry (and stale window) is reclaimed; one Redis's TTL removed is
+-- counted out.
 local function load(key)
   local name = item_prefix .. key
-  local fields = redis.call('HMGET', name, 'v', 'n', 'e')
+  local fields = redis.call('HMGET', name, 'v', 'n', 'e', 'w', 's')
   local value, version, e = fields[1], tonumber(fields[2]) or 0, fields[3] or ''
   if value then
-    if not is_past(e) then return value, version, e end
+    if not fields[5] and not is_past(e) then return value, version, e, false end
+    if not is_past(goes_at(e, fields[4] or '')) then return false, version, '', true end
     reclaim(name, key)
   elseif redis.call('ZSCORE', expiries_name, key) then
     reclaim(name, key)
   end
-  return false, version, ''
+  return false, version, '', false
 end
 
 local function count_read(found)
@@ -92,9 +111,12 @@ local function sweep(limit)
   local due = redis.call('ZRANGEBYSCORE', expiries_name, '-inf', now_text, 'LIMIT', 0, limit)
   for _, key in ipairs(due) do
     local name = item_prefix .. key
-    local fields = redis.call('HMGET', name, 'v', 'e')
-    if fields[1] and not is_past(fields[2] or '') then
-      redis.call('ZADD', expiries_name, fields[2], key)  -- rewritten since: its real expiry
+    local fields = redis.call('HMGET', name, 'v', 'e', 'w')
+    local goes = goes_at(fields[2] or '', fields[3] or '')
+    if fields[1] and goes == '' then
+      redis.call('ZREM', expiries_name, key)  -- rewritten since, never to expire
+    elseif fields[1] and not is_past(goes) then
+      redis.call('ZADD', expiries_name, goes, key)  -- rewritten since: when it really goes
     else
       reclaim(name, key)
     end
@@ -105,15 +127,19 @@ end
 # Writes. KEYS[3] is the item's hash; ARGV[3] the key, ARGV[4] '1' to count a read,
 # ARGV[5] and ARGV[6] the If-Match and If-None-Match tags ('' no header, else each tag
 # between newlines), ARGV[7] the expiry ('' never, 'keep', Unix seconds, or 'ttl:' and
-# seconds from now, by this script's clock), ARGV[8] the value, ARGV[9] the verb's own
-# argument. A write answers its outcome, value, version, expiry, '1' if an item was there,
-# and the script's now (Unix seconds).
+# seconds from now, by this script's clock), ARGV[8] the lease token it writes under ('':
+# none), ARGV[9] its stale window in seconds ('' none), ARGV[10] the value, ARGV[11] on
+# the verb's own arguments. A write answers its outcome ('stored', 'deleted', 'refused',
+# or 'lease' when its lease is not current), value, version, expiry, '1' if an item was
+# there, and the script's now (Unix seconds). Every write that changes the key ends its
+# lease and its stale item.
 WRITE_PRELUDE = f"""
 local item_name, key, expiry = KEYS[3], ARGV[3], ARGV[7]
+local lease_name = lease_name_of(key)
 if string.sub(expiry, 1, 4) == 'ttl:' then
   expiry = string.format('%.17g', now + tonumber(string.sub(expiry, 5)))
 end
-local current, version, current_expiry = load(key)
+local current, version, current_expiry, stale_held = load(key)
 if ARGV[4] == '1' then count_read(current) end
 
 local function matches(tags)
@@ -127,31 +153,49 @@ local function refuse()
   return {{'refused', current or '', fmt(version), current_expiry, present, now_text}}
 end
 
+-- The key changed: its lease ends (one it was written under is filled).
+local function end_lease()
+  redis.call('DEL', lease_name)
+  if ARGV[8] ~= '' then redis.call('HINCRBY', stats_name, 'leaseFills', 1) end
+end
+
 -- Store `value`: a new version, its expiry, its count; or, already expired, nothing.
 local function put(value, e)
   if e == 'keep' then e = current_expiry end
   local time = redis.call('TIME')
   local new_version = math.max(version + 1, tonumber(time[1]) * 1000000 + tonumber(time[2]))
   local reply = {{'stored', value, fmt(new_version), e, '1', now_text}}
+  end_lease()
   if is_past(e) then
-    if current then remove(item_name, key) end
+    if current or stale_held then remove(item_name, key) end
     sweep({SWEEP_STEP})
     return reply
   end
   redis.call('DEL', item_name)
   redis.call('HSET', item_name, 'v', value, 'n', fmt(new_version), 'e', e)
-  if not current then redis.call('HINCRBY', stats_name, 'keys', 1) end
-  if e == '' then
+  if not current and not stale_held then redis.call('HINCRBY', stats_name, 'keys', 1) end
+  local goes = e
+  if e ~= '' and ARGV[9] ~= '' then
+    redis.call('HSET', item_name, 'w', ARGV[9])
+    goes = goes_at(e, ARGV[9])
+  end
+  if goes == '' then
     redis.call('ZREM', expiries_name, key)
   else
-    redis.call('ZADD', expiries_name, e, key)
-    local ttl_ms = math.max(1, math.floor((tonumber(e) - now) * 1000))
+    redis.call('ZADD', expiries_name, goes, key)
+    local ttl_ms = math.max(1, math.floor((tonumber(goes) - now) * 1000))
     if ttl_ms <= {MAX_REDIS_TTL_MS} then redis.call('PEXPIRE', item_name, fmt(ttl_ms)) end
   end
   sweep({SWEEP_STEP})
   return reply
 end
 
+if ARGV[8] ~= '' then
+  local lease = redis.call('HMGET', lease_name, 't', 'u')
+  if lease[1] ~= ARGV[8] or tonumber(lease[2]) <= now then
+    return {{'lease', '', fmt(version), '', '0', now_text}}
+  end
+end
 if ARGV[5] ~= '' and not matches(ARGV[5]) then return refuse() end
 if ARGV[6] ~= '' and matches(ARGV[6]) then return refuse() end
 """
@@ -172,35 +216,35 @@ end
 
 # Each change kind's own rules, run after the conditions held.
 WRITE_BODIES = {
-    "set": "return put(ARGV[8], expiry)",
-    "add": "if current then return refuse() end\nreturn put(ARGV[8], expiry)",
-    "replace": "if not current then return refuse() end\nreturn put(ARGV[8], expiry)",
+    "set": "return put(ARGV[10], expiry)",
+    "add": "if current then return refuse() end\nreturn put(ARGV[10], expiry)",
+    "replace": "if not current then return refuse() end\nreturn put(ARGV[10], expiry)",
     "checkandset": """
-if current and current ~= ARGV[9] then return refuse() end
-return put(ARGV[8], expiry)
+if current and current ~= ARGV[11] then return refuse() end
+return put(ARGV[10], expiry)
 """,
     "append": """
-if not current then return put(ARGV[8], expiry == 'keep' and '' or expiry) end
-local grown = current .. ARGV[8]
-if #grown > tonumber(ARGV[9]) then return refuse() end
+if not current then return put(ARGV[10], expiry == 'keep' and '' or expiry) end
+local grown = current .. ARGV[10]
+if #grown > tonumber(ARGV[11]) then return refuse() end
 return put(grown, expiry)
 """,
     "prepend": """
-if not current then return put(ARGV[8], expiry == 'keep' and '' or expiry) end
-local grown = ARGV[8] .. current
-if #grown > tonumber(ARGV[9]) then return refuse() end
+if not current then return put(ARGV[10], expiry == 'keep' and '' or expiry) end
+local grown = ARGV[10] .. current
+if #grown > tonumber(ARGV[11]) then return refuse() end
 return put(grown, expiry)
 """,
-    # ARGV[8]: the value for an absent key; ARGV[9] on: the amounts to add, each in int64
+    # ARGV[10]: the value for an absent key; ARGV[11] on: the amounts to add, each in int64
     # (decrementing by -2**63 adds 2**63: two halves). Redis's HINCRBY does the 64-bit
     # arithmetic and refuses an overflow; it works on a scratch field of the item's hash.
     "count": CANONICAL_INTEGER
     + """
-if not current then return put(ARGV[8], expiry == 'keep' and '' or expiry) end
+if not current then return put(ARGV[10], expiry == 'keep' and '' or expiry) end
 local stored = canonical_integer(current)
 if not stored then return refuse() end
 redis.call('HSET', item_name, 't', stored)
-for i = 9, #ARGV do
+for i = 11, #ARGV do
   local added = redis.pcall('HINCRBY', item_name, 't', ARGV[i])
   if type(added) == 'table' and added.err then
     redis.call('HDEL', item_name, 't')
@@ -210,7 +254,8 @@ end
 return put(redis.call('HGET', item_name, 't'), expiry)
 """,
     "delete": f"""
-if current then remove(item_name, key) end
+if current or stale_held then remove(item_name, key) end
+end_lease()
 sweep({SWEEP_STEP})
 return {{'deleted', '', '0', '', '0', now_text}}
 """,
@@ -260,33 +305,100 @@ return found
 """
 )
 
-# Removes the listed items of one shard (flush, /flush?prefix=): KEYS[3] on are their
-# hashes, ARGV[3] on their keys. Answers how many live items were removed; those past
-# their expiry count as expired.
+# A lease reader's read of one key (Store.get_leased): KEYS[3] is its item's hash, KEYS[4]
+# its lease's; ARGV[3] the key, ARGV[4] the lease's seconds, ARGV[5] the recache seconds
+# ('' none), ARGV[6] the token to give if a lease is given. Answers the state ('fresh',
+# 'stale', 'miss'), value, version, expiry (for a stale item: when it went stale), the
+# token given ('' none), the seconds left of another's lease ('' none), and its now.
+LEASE_READ_SCRIPT = (
+    PRELUDE
+    + """
+local item_name, lease_name, key = KEYS[3], KEYS[4], ARGV[3]
+local fields = redis.call('HMGET', item_name, 'v', 'n', 'e', 'w', 's')
+local value, version, e = fields[1], fields[2] or '0', fields[3] or ''
+local state = 'miss'
+if value then
+  if not fields[5] and not is_past(e) then
+    state = 'fresh'
+  elseif not is_past(goes_at(e, fields[4] or '')) then
+    state = 'stale'
+  else
+    reclaim(item_name, key)
+  end
+elseif redis.call('ZSCORE', expiries_name, key) then
+  reclaim(item_name, key)
+end
+local lease = redis.call('HMGET', lease_name, 't', 'u')
+local left = ''
+if lease[1] and tonumber(lease[2]) > now then
+  left = string.format('%.17g', tonumber(lease[2]) - now)
+end
+local function grant()
+  local seconds = tonumber(ARGV[4])
+  redis.call('HSET', lease_name, 't', ARGV[6], 'u', string.format('%.17g', now + seconds))
+  redis.call('PEXPIRE', lease_name, seconds * 1000)
+  redis.call('HINCRBY', stats_name, 'leases', 1)
+  return ARGV[6]
+end
+local given = ''
+count_read(state == 'fresh')
+if state == 'fresh' then
+  if ARGV[5] ~= '' and e ~= '' and tonumber(e) - now < tonumber(ARGV[5]) and left == '' then
+    given = grant()
+  end
+  return {'fresh', value, version, e, given, '', now_text}
+end
+if left == '' then given = grant() end
+if state == 'stale' then
+  redis.call('HINCRBY', stats_name, 'staleAnswers', 1)
+  return {'stale', value, version, fields[5] or e, given, '', now_text}
+end
+return {'miss', '', '0', '', given, left, now_text}
+"""
+)
+
+# Makes the live item of KEYS[3] (key ARGV[3]) stale, and ends its lease (KEYS[4]);
+# answers 1, or 0 if there is none.
+INVALIDATE_SCRIPT = (
+    PRELUDE
+    + """
+local value = load(ARGV[3])
+if not value then return 0 end
+redis.call('HSET', KEYS[3], 's', now_text)
+redis.call('DEL', KEYS[4])
+return 1
+"""
+)
+
+# Removes the listed items of one shard (flush, /flush?prefix=), stale ones and leases
+# too: KEYS[3] on are their hashes, ARGV[3] on their keys. Answers how many live items
+# were removed; those past their expiry count as expired.
 REMOVE_SCRIPT = (
     PRELUDE
     + """
 local removed = 0
 for i = 3, #ARGV do
-  local value = load(ARGV[i])
-  if value then
-    remove(item_prefix .. ARGV[i], ARGV[i])
-    removed = removed + 1
-  end
+  local value, _, _, stale_held = load(ARGV[i])
+  if value or stale_held then remove(item_prefix .. ARGV[i], ARGV[i]) end
+  if value then removed = removed + 1 end
+  redis.call('DEL', lease_name_of(ARGV[i]))
 end
 return removed
 """
 )
 
-# Stats of one shard: keys held, hits, misses, expired (reclaimed plus past their expiry).
+# Stats of one shard: keys held, hits, misses, expired (reclaimed plus past their expiry),
+# leases granted, stale answers, lease fills.
 STATS_SCRIPT = (
     PRELUDE
     + """
-local counts = redis.call('HMGET', stats_name, 'keys', 'hits', 'misses', 'expired')
+local counts = redis.call('HMGET', stats_name, 'keys', 'hits', 'misses', 'expired',
+  'leases', 'staleAnswers', 'leaseFills')
 local due = redis.call('ZCOUNT', expiries_name, '-inf', now_text)
 local keys = tonumber(counts[1]) or 0
 return {keys - due, tonumber(counts[2]) or 0, tonumber(counts[3]) or 0,
-        (tonumber(counts[4]) or 0) + due}
+        (tonumber(counts[4]) or 0) + due, tonumber(counts[5]) or 0,
+        tonumber(counts[6]) or 0, tonumber(counts[7]) or 0}
 """
 )
 

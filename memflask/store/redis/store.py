@@ -29,13 +29,17 @@ from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from ..base import (
+    LEASE_NOT_HELD,
     ChangeFunction,
     Clock,
     Item,
+    LeaseNotHeld,
+    LeaseRead,
     ServerChange,
     Store,
     StoreUnavailable,
 )
+from ..leases import new_token
 from ..scans import CursorSeal
 from .connection import (
     CLUSTER_SCHEME,
@@ -48,6 +52,8 @@ from .connection import (
 from .keyspace import Keyspace
 from .layout import FIELDS, SHARDS, ItemLayout, on_host_clock, text_of
 from .scripts import (
+    INVALIDATE_SCRIPT,
+    LEASE_READ_SCRIPT,
     READ_SCRIPT,
     REMOVE_SCRIPT,
     STATS_SCRIPT,
@@ -97,6 +103,8 @@ class RedisStore(ItemLayout, Keyspace, WatchedUpdates, Store):
             {
                 **WRITE_SCRIPTS,
                 "read": READ_SCRIPT,
+                "lease_read": LEASE_READ_SCRIPT,
+                "invalidate": INVALIDATE_SCRIPT,
                 "remove": REMOVE_SCRIPT,
                 "stats": STATS_SCRIPT,
             },
@@ -237,6 +245,50 @@ class RedisStore(ItemLayout, Keyspace, WatchedUpdates, Store):
         return found
 
     @guarded
+    def get_leased(
+        self, key: str, lease_seconds: int, recache_seconds: Optional[int] = None
+    ) -> LeaseRead:
+        shard = self._shard(key)
+        now_argument, host_now = self._now_argument()
+        state, value, version, expires, token, left, server_now = self.scripts.call(
+            "lease_read",
+            [*self._shard_keys(shard), f"{shard}item:{key}", f"{shard}lease:{key}"],
+            [
+                now_argument,
+                f"{shard}item:",
+                key,
+                lease_seconds,
+                "" if recache_seconds is None else recache_seconds,
+                new_token(),
+            ],
+        )
+        read = LeaseRead(
+            token=token.decode() if token else None, lease_left=float(left) if left else None
+        )
+        if state == b"miss":
+            return read
+        if state == b"fresh":
+            expires_at = float(expires) if expires else None
+            if expires_at is not None:
+                expires_at = on_host_clock(expires_at, float(server_now), host_now)
+            item = Item(text_of(value), expires_at)
+        else:  # stale: `expires` is when it went stale
+            item = Item(text_of(value))
+            read = read._replace(stale_for=float(server_now) - float(expires))
+        item.version = int(version)
+        return read._replace(item=item)
+
+    @guarded
+    def invalidate(self, key: str) -> bool:
+        shard = self._shard(key)
+        keys = [*self._shard_keys(shard), f"{shard}item:{key}", f"{shard}lease:{key}"]
+        args = [self._now_argument()[0], f"{shard}item:", key]
+        try:
+            return bool(self.scripts.call("invalidate", keys, args))
+        except UNREACHABLE as error:
+            raise outcome_unknown(error) from error
+
+    @guarded
     def peek(self, key: str) -> Optional[Item]:
         name = self._key(key)
         host_now = self.clock()
@@ -252,14 +304,24 @@ class RedisStore(ItemLayout, Keyspace, WatchedUpdates, Store):
         server_change: Optional[ServerChange] = None,
         *,
         read: bool = False,
+        lease: str = "",
+        stale: Optional[int] = None,
     ) -> Optional[Item]:
         if server_change is None:  # a plugin verb: its change function, under WATCH
+            if lease:
+                raise LeaseNotHeld("this verb cannot write under a lease on Redis")
             return self.update(key, change, read=read)
-        return self._run_script(key, change, server_change, read)
+        return self._run_script(key, change, server_change, read, lease, stale)
 
     @guarded
     def _run_script(
-        self, key: str, change: ChangeFunction, server_change: ServerChange, read: bool
+        self,
+        key: str,
+        change: ChangeFunction,
+        server_change: ServerChange,
+        read: bool,
+        lease: str,
+        stale: Optional[int],
     ) -> Optional[Item]:
         now_argument, now = self._now_argument()
         shard = self._shard(key)
@@ -286,6 +348,8 @@ class RedisStore(ItemLayout, Keyspace, WatchedUpdates, Store):
             script_tags(server_change.if_match),
             script_tags(server_change.if_none_match),
             expiry,
+            lease,
+            "" if stale is None else stale,
             server_change.value,
             *extra,
         ]
@@ -298,6 +362,8 @@ class RedisStore(ItemLayout, Keyspace, WatchedUpdates, Store):
             raise outcome_unknown(error) from error
         if outcome == b"deleted":
             return None
+        if outcome == b"lease":
+            raise LeaseNotHeld(LEASE_NOT_HELD)
         expires_at = float(expires) if expires else None
         if expires_at is not None:
             expires_at = on_host_clock(expires_at, float(server_now), now)

@@ -57,7 +57,7 @@ class WatchedUpdates:
                     pipe.multi()
                     if held and current is None:
                         pipe.hincrby(stats_name, "expired", 1)
-                    pipe.delete(name)
+                    pipe.delete(name, f"{shard}lease:{key}")  # a write ends its lease
                     pipe.zrem(expiries_name, key)
                     kept = new is not DELETE and (new.expires_at is None or new.expires_at > now)
                     if kept != held:
