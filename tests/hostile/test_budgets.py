@@ -308,6 +308,19 @@ def test_a_redis_mget_whose_escaped_hits_pass_the_answer_is_refused(client):
     assert answer.status_code == 413 and answer.json["error"] == "answer_too_large"
 
 
+@REDIS_BACKENDS
+def test_a_redis_mget_of_one_key_asked_many_times_reads_its_value_once(client, monkeypatch):
+    """1,000 repeats of a 1 MiB key had Redis build a 1 GB reply (counted once against the
+    answer's room, sent once per repeat), stalling it past the store's timeout: every
+    request got 503 for a second."""
+    assert client.post("/set", data={"key": "big", "value": "x" * 40_000}).status_code == 204
+    received = value_bytes_received(monkeypatch, client)
+    answer = client.get("/mget?" + "&".join(["key=big"] * 1000))
+    assert answer.status_code == 200
+    assert answer.json == {"big": "x" * 40_000}
+    assert sum(received) < 2 * 40_000, received  # were 1,000 values: 40 MB
+
+
 def value_bytes_received(monkeypatch, client) -> list[int]:
     """The bytes of every answer the Redis store's scripts send back, one entry a trip."""
     store = client.application.extensions["memflask"].store

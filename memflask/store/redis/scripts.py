@@ -269,7 +269,7 @@ WRITE_SCRIPTS = {kind: PRELUDE + WRITE_PRELUDE + body for kind, body in WRITE_BO
 # plus 6 (`"key":"value",`, the least JSON of it), else their sizes instead, so a read
 # that cannot fit an answer never sends its values. ARGV[4] is '1' to count each hit and
 # miss; ARGV[5] on are the keys. Answers value, version, expiry per key ('' and version
-# '0' for a miss), its now, the bytes the hits take, then 'values', or 'sizes' with each
+# '0' for a miss, and for a key asked again: its first answers for it), its now, the bytes the hits take, then 'values', or 'sizes' with each
 # hit's value slot holding that least size.
 READ_SCRIPT = (
     PRELUDE
@@ -280,18 +280,21 @@ local found, sizes, seen, used = {}, {}, {}, 0
 for i = 5, #ARGV do
   local value, version, e = load(ARGV[i])
   if counted then count_read(value) end
-  if value then
-    local size = #ARGV[i] + #value + 6
-    if not seen[ARGV[i]] then used = used + size end  -- a key asked twice answers once
+  if value and not seen[ARGV[i]] then
     seen[ARGV[i]] = true
+    local size = #ARGV[i] + #value + 6
+    used = used + size
     sizes[#found + 1] = size
     found[#found + 1] = (room and used > room) and '' or value
     found[#found + 1] = fmt(version)
+    found[#found + 1] = e
   else
+    -- A miss; or a key asked again, answered once: its value is sent with its first
+    -- (else one 1 MiB key asked 1,000 times had Redis build a 1 GB reply).
     found[#found + 1] = ''
     found[#found + 1] = '0'
+    found[#found + 1] = ''
   end
-  found[#found + 1] = e
 end
 found[#found + 1] = now_text
 found[#found + 1] = used
