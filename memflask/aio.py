@@ -19,6 +19,7 @@ each running concurrently.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, AsyncIterator, Optional, Sequence, Union
 
 import anyio
@@ -34,6 +35,7 @@ from .answers import (
 )
 from .protocol import Fields, Plan, Verbs, encode_request
 from .sharding import DEAD_AFTER, DEAD_TIMEOUT, Request, Servers, server_urls
+from .stampede import DEFAULT_LEASE_SECONDS, Compute, Pause, get_or_set_steps
 
 __all__ = ["AsyncClient"]
 
@@ -88,6 +90,32 @@ class AsyncClient(Verbs):
             for server in self.urls
         }
         self._http = self._https[self.urls[0]]
+
+    async def get_or_set(
+        self,
+        key: str,
+        default: Any,
+        expire: int = 0,
+        lease: int = DEFAULT_LEASE_SECONDS,
+        stale: Optional[int] = None,
+    ) -> Any:
+        """Client.get_or_set, awaited; `default` may also be an async function."""
+        steps = get_or_set_steps(key, expire, lease, stale)
+        reply: Any = None
+        while True:
+            try:
+                step = steps.send(reply)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, Compute):
+                reply = default() if callable(default) else default
+                if inspect.isawaitable(reply):
+                    reply = await reply
+            elif isinstance(step, Pause):
+                await anyio.sleep(step.seconds)
+                reply = None
+            else:
+                reply = await self._send(step)
 
     async def iter_keys(self, prefix: str = "", limit: int = 100) -> AsyncIterator[str]:
         """Every key starting with `prefix`, following the cursor: `async for key in ...`.

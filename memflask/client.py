@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import urllib3
 
@@ -44,6 +44,7 @@ from .answers import (
 from .deadlines import call_deadline, deadline_connection
 from .protocol import Fields, Plan, Value, Verbs, encode_request
 from .sharding import DEAD_AFTER, DEAD_TIMEOUT, Request, Servers, server_urls
+from .stampede import DEFAULT_LEASE_SECONDS, Compute, Pause, get_or_set_steps
 
 __all__ = [
     "DEFAULT_MAX_ANSWER_BYTES",
@@ -113,6 +114,34 @@ class Client(Verbs):
         # Connections that send and read within each call's deadline (memflask.deadlines).
         pool.ConnectionCls = deadline_connection(pool.scheme)
         return pool
+
+    def get_or_set(
+        self,
+        key: str,
+        default: Union[Value, Callable[[], Value]],
+        expire: int = 0,
+        lease: int = DEFAULT_LEASE_SECONDS,
+        stale: Optional[int] = None,
+    ) -> Any:
+        """The key's value; on a miss, `default` (a value, or a function called for it) is
+        stored for `expire` seconds (0: never) and returned, computed by one caller at a
+        time across every process: the others wait for it, within `lease` seconds (the
+        longest the computation may take). `stale`: seconds the value is kept past its
+        expiry, answered to callers while one refreshes it (memflask.stampede)."""
+        steps = get_or_set_steps(key, expire, lease, stale)
+        reply: Any = None
+        while True:
+            try:
+                step = steps.send(reply)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, Compute):
+                reply = default() if callable(default) else default
+            elif isinstance(step, Pause):
+                time.sleep(step.seconds)
+                reply = None
+            else:
+                reply = self._send(step)
 
     def iter_keys(self, prefix: str = "", limit: int = 100) -> Iterator[str]:
         """Every key starting with `prefix`, following the cursor (as redis-py's scan_iter).

@@ -180,6 +180,13 @@ class Verbs:
         )
         return self._send(call)
 
+    def invalidate(self, key: str) -> Any:
+        """Make the value stale (memcached's `md key I`): plain reads miss it, as after a
+        delete, while get_or_set callers get it until one of them has refreshed it. False
+        when the key is absent."""
+        call = Call("invalidate", partial(_not, 404), {"key": key}, allowed=(404,), missing=False)
+        return self._send(call)
+
     def delete_many(self, keys: Iterable[str]) -> Any:
         """Remove the keys, one /batch request per server; True (False when a server was
         unavailable and that is ignored), as pymemcache's delete_many."""
@@ -213,6 +220,12 @@ class Verbs:
         """One page of keys starting with `prefix` and the next cursor (empty: done)."""
         fields = {"prefix": prefix, "cursor": cursor, "limit": limit}
         return self._send(Call("keys", _page, fields))
+
+
+def one_command_batch(command: Mapping[str, Any]) -> Spread:
+    """A /batch of one command, sent to its key's server: answers the command's result
+    entry, which carries what headers would (a lease read's `lease`, `retryAfter`)."""
+    return Spread([(0, command)], _batch_some, _results_in_order, _command_key)
 
 
 def _value_or(default: Optional[str], status: int, body: bytes) -> Optional[str]:
@@ -359,6 +372,9 @@ SUMMED_STATS = (
     "misses",
     "evictions",
     "expired",
+    "leases",
+    "staleAnswers",
+    "leaseFills",
 )
 
 

@@ -150,6 +150,7 @@ CLIENT_SIDE = (
     "memflask.codec",
     "memflask.placement",
     "memflask.sharding",
+    "memflask.stampede",
 )
 CLIENTS = ("memflask.client", "memflask.aio", "memflask.caching", "memflask.django")
 # The package itself and its version, which any layer may read.

@@ -36,7 +36,7 @@ ORIGINAL_VERBS = [
     "set",
     "stats",
 ]
-ADDED_VERBS = ["add", "batch", "gat", "keys", "mget", "replace", "touch", "ttl"]
+ADDED_VERBS = ["add", "batch", "gat", "invalidate", "keys", "mget", "replace", "touch", "ttl"]
 
 
 def test_default_registry_holds_every_verb():
