@@ -269,8 +269,9 @@ WRITE_SCRIPTS = {kind: PRELUDE + WRITE_PRELUDE + body for kind, body in WRITE_BO
 # plus 6 (`"key":"value",`, the least JSON of it), else their sizes instead, so a read
 # that cannot fit an answer never sends its values. ARGV[4] is '1' to count each hit and
 # miss; ARGV[5] on are the keys. Answers value, version, expiry per key ('' and version
-# '0' for a miss, and for a key asked again: its first answers for it), its now, the bytes the hits take, then 'values', or 'sizes' with each
-# hit's value slot holding that least size.
+# '0' for a miss, and for a key asked again: its first answers for it), its now, the
+# bytes the hits take, then 'values', or 'sizes' with each hit's value slot holding that
+# least size.
 READ_SCRIPT = (
     PRELUDE
     + """
