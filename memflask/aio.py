@@ -20,7 +20,7 @@ each running concurrently.
 from __future__ import annotations
 
 import inspect
-from typing import Any, AsyncIterator, Optional, Sequence, Union
+from typing import Any, AsyncIterator, Callable, Generator, Optional, Sequence, Union
 
 import anyio
 import httpx
@@ -33,9 +33,17 @@ from .answers import (
     check_answer_head,
     error_from_answer,
 )
-from .protocol import Fields, Plan, Verbs, encode_request
+from .calls import Fields, Plan
+from .protocol import Verbs, encode_request
 from .sharding import DEAD_AFTER, DEAD_TIMEOUT, Request, Servers, server_urls
-from .stampede import DEFAULT_LEASE_SECONDS, Compute, Pause, get_or_set_steps
+from .stampede import (
+    DEFAULT_LEASE_SECONDS,
+    Compute,
+    Pause,
+    Step,
+    get_or_set_steps,
+    lease_read_steps,
+)
 
 __all__ = ["AsyncClient"]
 
@@ -100,7 +108,15 @@ class AsyncClient(Verbs):
         stale: Optional[int] = None,
     ) -> Any:
         """Client.get_or_set, awaited; `default` may also be an async function."""
-        steps = get_or_set_steps(key, expire, lease, stale)
+        compute = default if callable(default) else lambda: default
+        return await self._drive(get_or_set_steps(key, expire, lease, stale), compute)
+
+    async def get_leased(self, key: str, lease: int = DEFAULT_LEASE_SECONDS) -> Any:
+        """Client.get_leased, awaited."""
+        return await self._drive(lease_read_steps(key, lease), None)
+
+    async def _drive(self, steps: Generator[Step, Any, Any], compute: Optional[Callable]) -> Any:
+        """Client._drive, awaited (the computation may be an async function)."""
         reply: Any = None
         while True:
             try:
@@ -108,7 +124,7 @@ class AsyncClient(Verbs):
             except StopIteration as done:
                 return done.value
             if isinstance(step, Compute):
-                reply = default() if callable(default) else default
+                reply = compute()
                 if inspect.isawaitable(reply):
                     reply = await reply
             elif isinstance(step, Pause):

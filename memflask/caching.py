@@ -32,6 +32,15 @@ serialised bytes are stored as memflask.codec's text. As with every pickle-based
 whoever can write to the cache can run code in the app that reads it: give the server a
 token, keep it on a trusted network, or choose JSON.
 
+CACHE_MEMFLASK_LEASE (the `lease` option: seconds, off by default) protects from stampedes
+(memflask.stampede): a `get` that misses takes the key's lease, or waits while another
+caller holds it (up to that many seconds) and returns the value that caller stored; the
+`set` of the same key that follows in the same thread writes under the lease. So
+`@cache.cached` and `@cache.memoize` views and functions run once for N concurrent
+misses, in every process. It is off by default because a `get` that misses and is
+never followed by a `set` keeps the others of that key waiting until the lease ends:
+turn it on where misses are followed by a set (the decorators, get-then-set code).
+
 Keys longer than memcached's 250 bytes (with the prefix) are hashed to a stable short
 key under the same prefix, as memcached backends do, so a long URL or memoized
 argument list is cached rather than refused.
@@ -41,6 +50,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import threading
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from cachelib import BaseCache
@@ -48,7 +58,10 @@ from cachelib.serializers import RedisSerializer
 
 from . import codec
 from .client import DEFAULT_MAX_ANSWER_BYTES, Client, MemflaskError
-from .limits import MAX_KEY_BYTES  # the server's default, as memcached's
+from .limits import (
+    MAX_KEY_BYTES,  # the server's default, as memcached's
+    MAX_LEASE_SECONDS,
+)
 from .sharding import DEAD_AFTER, DEAD_TIMEOUT
 
 # What a hashed key holds after the prefix: this marker and the key's SHA-256 in hex.
@@ -58,6 +71,7 @@ HASHED_KEY_BYTES = len(HASHED_KEY_MARKER) + 64
 NETWORK_SETTINGS = {
     "timeout": "CACHE_MEMFLASK_TIMEOUT",
     "max_answer_bytes": "CACHE_MEMFLASK_MAX_ANSWER_BYTES",
+    "lease": "CACHE_MEMFLASK_LEASE",
 }
 
 
@@ -88,10 +102,12 @@ class CachelibMemflaskCache(BaseCache):
         dead_timeout: float = DEAD_TIMEOUT,
         ignore_unavailable: bool = False,
         remap_dead: bool = False,
+        lease: Optional[int] = None,
         **options: Any,
     ):
         """`url`: one server, or several (a list, or separated by commas) whose keys are
-        spread, with the client's failover settings (memflask.sharding)."""
+        spread, with the client's failover settings (memflask.sharding). `lease`: seconds
+        a caller that missed may take to compute and set the value (None: no leases)."""
         # The base's own options (ignore_delete_many_errors, ...) go to the next class in
         # the MRO: cachelib's BaseCache here, Flask-Caching's BaseCache in MemflaskCache.
         super().__init__(default_timeout=default_timeout, **options)
@@ -114,6 +130,13 @@ class CachelibMemflaskCache(BaseCache):
             )
         if serializer is not None:
             self.serializer = serializer
+        if lease is not None and (type(lease) is not int or not 1 <= lease <= MAX_LEASE_SECONDS):
+            raise ValueError(
+                f"lease must be whole seconds from 1 to {MAX_LEASE_SECONDS}: {lease!r}"
+            )
+        self.lease = lease
+        # Per thread: the (server key, token) of the lease its last get took, for its set.
+        self._held = threading.local()
 
     # -- serialisation -------------------------------------------------------------------
 
@@ -144,7 +167,12 @@ class CachelibMemflaskCache(BaseCache):
         return max(0, self._normalize_timeout(timeout))
 
     def get(self, key: str) -> Any:
-        return self.loads(self.client.get(self._key(key)))
+        server_key = self._key(key)
+        if self.lease is None:
+            return self.loads(self.client.get(server_key))
+        text, token = self.client.get_leased(server_key, self.lease)
+        self._held.lease = None if token is None else (server_key, token)
+        return self.loads(text)
 
     def get_many(self, *keys: str) -> list[Any]:
         server_keys = [self._key(key) for key in keys]
@@ -160,10 +188,15 @@ class CachelibMemflaskCache(BaseCache):
         return True
 
     def set(self, key: str, value: Any, timeout: Optional[int] = None) -> bool:
+        """Store the value; under the lease this thread's last get took on the key, if it
+        did (False, nothing stored, when another write came first)."""
+        server_key = self._key(key)
+        held, self._held.lease = getattr(self._held, "lease", None), None
         text = self.dumps(value)
         if text is None:
             return False
-        return self.client.set(self._key(key), text, expire=self._expire(timeout))
+        lease = held[1] if held is not None and held[0] == server_key else None
+        return self.client.set(server_key, text, expire=self._expire(timeout), lease=lease)
 
     def set_many(self, mapping: dict[str, Any], timeout: Optional[int] = None) -> list[Any]:
         encoded = {key: self.dumps(value) for key, value in mapping.items()}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Generator, Iterator, Optional, Sequence, Union
 
 import urllib3
 
@@ -41,10 +41,18 @@ from .answers import (
     check_answer_head,
     error_from_answer,
 )
+from .calls import Fields, Plan, Value
 from .deadlines import call_deadline, deadline_connection
-from .protocol import Fields, Plan, Value, Verbs, encode_request
+from .protocol import Verbs, encode_request
 from .sharding import DEAD_AFTER, DEAD_TIMEOUT, Request, Servers, server_urls
-from .stampede import DEFAULT_LEASE_SECONDS, Compute, Pause, get_or_set_steps
+from .stampede import (
+    DEFAULT_LEASE_SECONDS,
+    Compute,
+    Pause,
+    Step,
+    get_or_set_steps,
+    lease_read_steps,
+)
 
 __all__ = [
     "DEFAULT_MAX_ANSWER_BYTES",
@@ -128,7 +136,16 @@ class Client(Verbs):
         time across every process: the others wait for it, within `lease` seconds (the
         longest the computation may take). `stale`: seconds the value is kept past its
         expiry, answered to callers while one refreshes it (memflask.stampede)."""
-        steps = get_or_set_steps(key, expire, lease, stale)
+        compute = default if callable(default) else lambda: default
+        return self._drive(get_or_set_steps(key, expire, lease, stale), compute)
+
+    def get_leased(self, key: str, lease: int = DEFAULT_LEASE_SECONDS) -> Any:
+        """(value, None) on a hit; (None, token) when this caller is to compute the value
+        and `set(key, value, lease=token)`; waits while another caller holds the lease."""
+        return self._drive(lease_read_steps(key, lease), None)
+
+    def _drive(self, steps: Generator[Step, Any, Any], compute: Optional[Callable]) -> Any:
+        """Run memflask.stampede's steps: send, sleep, compute, until they return."""
         reply: Any = None
         while True:
             try:
@@ -136,7 +153,7 @@ class Client(Verbs):
             except StopIteration as done:
                 return done.value
             if isinstance(step, Compute):
-                reply = default() if callable(default) else default
+                reply = compute()
             elif isinstance(step, Pause):
                 time.sleep(step.seconds)
                 reply = None

@@ -15,7 +15,15 @@ OPTIONS go to memflask.client.Client: `token`, `timeout` (seconds one call to th
 may take in all, connecting to the last byte of the answer; TIMEOUT is the expiry),
 `max_answer_bytes` (the largest answer read), `max_connections`, and with several
 servers `dead_after`, `dead_timeout`, `ignore_unavailable`, `remap_dead`
-(memflask.sharding); `max_key_bytes` is the server's MAX_KEY_BYTES.
+(memflask.sharding); `max_key_bytes` is the server's MAX_KEY_BYTES; `lease` the seconds
+get_or_set's computation may take (below).
+
+`get_or_set()` (and `aget_or_set()`) computes a missing value once across every process:
+the first caller that misses takes the key's lease from the server and computes, the
+others wait for its value (within `lease` seconds, default 30) instead of computing it
+too (memflask.stampede). `delete()` keeps its meaning; `invalidate(key)` is an extra:
+the value turns stale, so get() misses it while get_or_set() callers keep getting it
+until one of them has refreshed it.
 
 Django's BaseCache contract holds: `timeout=None` never expires, `0` (or less) expires at
 once, `KEY_PREFIX`, `VERSION` and `KEY_FUNCTION` make the keys, `incr`/`decr` raise
@@ -40,6 +48,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Union
 
+from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import (
     DEFAULT_TIMEOUT,
     BaseCache,
@@ -54,7 +63,8 @@ from .client import Client, MemflaskValidationError, MemflaskValueTooLarge
 # The server's defaults: the longest key (memcached's), and the most keys one /mget or
 # commands one /batch may carry.
 from .limits import MAX_BATCH as BATCH_SIZE
-from .limits import MAX_KEY_BYTES
+from .limits import MAX_KEY_BYTES, MAX_LEASE_SECONDS
+from .stampede import DEFAULT_LEASE_SECONDS
 
 __all__ = ["MemflaskCache"]
 
@@ -74,13 +84,19 @@ class MemflaskCache(BaseCache):
                 "memflask.django.MemflaskCache: OPTIONS max_key_bytes must be a positive "
                 f"integer (the server's MAX_KEY_BYTES), got {self.max_key_bytes!r}"
             )
+        self.lease = options.pop("lease", DEFAULT_LEASE_SECONDS)
+        if type(self.lease) is not int or not 1 <= self.lease <= MAX_LEASE_SECONDS:
+            raise ImproperlyConfigured(
+                "memflask.django.MemflaskCache: OPTIONS lease must be whole seconds from 1 "
+                f"to {MAX_LEASE_SECONDS}, got {self.lease!r}"
+            )
         try:
             self.client = Client(_locations(server), **options)
         except TypeError as error:
             raise ImproperlyConfigured(
                 f"memflask.django.MemflaskCache: {error}. OPTIONS are memflask.client.Client's "
                 "(token, timeout, max_answer_bytes, max_connections, dead_after, dead_timeout, "
-                "ignore_unavailable, remap_dead) and max_key_bytes"
+                "ignore_unavailable, remap_dead), max_key_bytes and lease"
             ) from error
         except ValueError as error:  # a LOCATION listing a server twice
             raise ImproperlyConfigured(f"memflask.django.MemflaskCache: {error}") from error
@@ -152,6 +168,35 @@ class MemflaskCache(BaseCache):
             # (the cached_db session backend must read the current session or none).
             self.client.delete(key)
             raise
+
+    def get_or_set(
+        self, key: str, default: Any, timeout: Any = DEFAULT_TIMEOUT, version=None
+    ) -> Any:
+        """The value, or `default` (called if callable) stored and returned: computed by one
+        caller across every process, the others waiting for it (the server's lease)."""
+        key = self.make_and_validate_key(key, version=version)
+
+        def compute() -> str:
+            return self.dumps(default() if callable(default) else default)
+
+        text = self.client.get_or_set(
+            key, compute, expire=self.get_backend_timeout(timeout), lease=self.lease
+        )
+        return self.loads(text)
+
+    async def aget_or_set(
+        self, key: str, default: Any, timeout: Any = DEFAULT_TIMEOUT, version=None
+    ) -> Any:
+        # Django's own calls aget() then aadd(): the lease's waiting would be lost.
+        return await sync_to_async(self.get_or_set, thread_sensitive=False)(
+            key, default, timeout, version
+        )
+
+    def invalidate(self, key: str, version=None) -> bool:
+        """Turn the value stale: get() misses it, get_or_set() callers get it until one of
+        them has refreshed it. False if the key is absent."""
+        key = self.make_and_validate_key(key, version=version)
+        return self.client.invalidate(key)
 
     def touch(self, key: str, timeout: Any = DEFAULT_TIMEOUT, version=None) -> bool:
         key = self.make_and_validate_key(key, version=version)

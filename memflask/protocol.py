@@ -1,78 +1,19 @@
 """What both clients (memflask.client's Client, memflask.aio's AsyncClient) share: the
 verbs, described once (`Verbs`: each method builds a `Call`, which the sync client sends
 and the async one awaits, as redis-py's command mixins; a call on many keys or on every
-server is a `Spread` or an `Everywhere` of calls, for a client on several servers), and
-the request's encoding (memflask.answers reads the answers). Imports no HTTP library."""
+server is a `Spread` or an `Everywhere` of calls (memflask.calls), for a client on several
+servers), and the request's encoding (memflask.answers reads the answers). Imports no
+HTTP library."""
 
 from __future__ import annotations
 
 import json
 from functools import partial
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 from urllib.parse import urlencode
 
 from .answers import error_from_answer
-
-Value = Union[str, int]
-
-Fields = Union[Mapping[str, Value], list[tuple[str, Value]], None]
-
-
-# Call.missing's default: no result stands for an answer that never came (it raises).
-UNANSWERED = object()
-
-
-class Call(NamedTuple):
-    """One command to send, and how its answer becomes the method's result. `verb` None:
-    nothing to send (an empty get_many), `result(0, b"")` is the result. `missing` is the
-    result when the server is unavailable and the client ignores that (a read's miss, a
-    dropped write's False); UNANSWERED: the error is raised all the same."""
-
-    verb: Optional[str]
-    result: Callable[[int, bytes], Any]
-    fields: Fields = None
-    json_body: Optional[list] = None
-    allowed: tuple[int, ...] = ()  # statuses answered, not raised
-    prefer_value: bool = False  # `Prefer: return=representation`: the new value back
-    if_present: bool = False  # `If-Match: *`: the write applies only to a key that exists
-    missing: Any = UNANSWERED
-
-    @property
-    def key(self) -> Optional[str]:
-        """The one key the command names, which places it on a server (None: none)."""
-        return self.fields.get("key") if isinstance(self.fields, Mapping) else None
-
-    def options(self) -> dict[str, Any]:
-        """The keyword arguments of a client's `_call` (its wire method) for this command."""
-        return {
-            "json_body": self.json_body,
-            "allowed": self.allowed,
-            "prefer_value": self.prefer_value,
-            "if_present": self.if_present,
-        }
-
-
-class Spread(NamedTuple):
-    """A call on many items (keys, /batch commands), each with the caller's index:
-    `build(items)` is the call for some of them, one per server that holds some; `merge`
-    joins the results, given as (items, result) pairs, into the method's result, in the
-    caller's order. `key_of` gives an item's key, which places it."""
-
-    items: list[tuple[int, Any]]
-    build: Callable[[list[tuple[int, Any]]], Call]
-    merge: Callable[[list[tuple[list[tuple[int, Any]], Any]]], Any]
-    key_of: Callable[[tuple[int, Any]], str]
-
-
-class Everywhere(NamedTuple):
-    """A call for every server (flush, stats, prefix deletion); `merge` joins the results,
-    given as (server URL, result) pairs, into the method's result."""
-
-    call: Call
-    merge: Callable[[list[tuple[str, Any]]], Any]
-
-
-Plan = Union[Call, Spread, Everywhere]
+from .calls import Call, Everywhere, Plan, Spread, Value
 
 
 class Verbs:
@@ -110,9 +51,23 @@ class Verbs:
 
     # -- writes --------------------------------------------------------------------------
 
-    def set(self, key: str, value: Value, expire: int = 0) -> Any:
-        """Store a value; `expire` is seconds from now (0: never), as in pymemcache."""
+    def set(
+        self,
+        key: str,
+        value: Value,
+        expire: int = 0,
+        *,
+        lease: Optional[str] = None,
+        stale: Optional[int] = None,
+    ) -> Any:
+        """Store a value; `expire` is seconds from now (0: never), as in pymemcache.
+        `lease`: a token get_leased gave: stored only while that lease is current (False
+        otherwise); `stale`: seconds it is kept past its expiry for lease readers."""
+        if lease is not None:
+            return self._send(lease_fill(key, value, expire, lease, stale))
         fields = {"key": key, "value": value, "ttl": expire}
+        if stale is not None:
+            fields["stale"] = stale
         return self._send(Call("set", _done, fields, missing=False))
 
     def set_many(self, values: Mapping[str, Value], expire: int = 0) -> Any:
@@ -226,6 +181,19 @@ def one_command_batch(command: Mapping[str, Any]) -> Spread:
     """A /batch of one command, sent to its key's server: answers the command's result
     entry, which carries what headers would (a lease read's `lease`, `retryAfter`)."""
     return Spread([(0, command)], _batch_some, _results_in_order, _command_key)
+
+
+def lease_fill(key: str, value: Any, expire: int, token: str, stale: Optional[int]) -> Call:
+    """The write of a computed value under its lease: True, or False when the lease was
+    no longer current (another write came first), and nothing changed."""
+    fields = {"key": key, "value": value, "ttl": expire, "lease": token}
+    if stale is not None:
+        fields["stale"] = stale
+    return Call("set", _filled, fields, allowed=(412,), missing=False)
+
+
+def _filled(status: int, body: bytes) -> bool:
+    return status != 412
 
 
 def _value_or(default: Optional[str], status: int, body: bytes) -> Optional[str]:

@@ -20,8 +20,8 @@ import time
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 from .answers import MemflaskConnectionError
+from .calls import UNANSWERED, Call, Everywhere, Plan
 from .placement import server_for
-from .protocol import UNANSWERED, Call, Everywhere, Plan
 
 DEAD_AFTER = 2  # failed calls in a row that make a server unavailable
 DEAD_TIMEOUT = 60.0  # seconds it stays so (pymemcache's default dead_timeout)

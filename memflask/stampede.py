@@ -16,7 +16,8 @@ import json
 from typing import Any, Generator, NamedTuple, Optional, Union
 
 from .answers import error_from_answer
-from .protocol import Call, Spread, one_command_batch
+from .calls import Call, Spread
+from .protocol import lease_fill, one_command_batch
 
 # A caller that waits for another's computation looks again after this pause, doubled
 # each time up to WAIT_MOST (never past the lease's end, which the server tells).
@@ -40,33 +41,39 @@ class Pause(NamedTuple):
 Step = Union[Spread, Call, Compute, Pause]
 
 
-def get_or_set_steps(
-    key: str, expire: int, lease: int, stale: Optional[int]
-) -> Generator[Step, Any, Any]:
-    """The steps of one get_or_set: it returns the stored value (a str) on a hit, or the
-    value this caller computed (as the computation gave it)."""
+def lease_read_steps(key: str, lease: int) -> Generator[Step, Any, tuple[Any, Any]]:
+    """The steps of a read that may take the key's lease: it returns (the value, None) on a
+    hit, or a stale one while another caller refreshes it; (None, a lease token) when this
+    caller is to compute it and write under the token; (None, None) when the server is set
+    aside. While another caller holds the lease, it waits for the value."""
     wait = WAIT_FIRST
     while True:
         command = {"verb": "get", "key": key, "lease": lease}
         read = (yield one_command_batch(command))[0]
         status = read["status"]
-        if status == 200 and "lease" not in read:
-            return read["value"]  # fresh, or stale while another caller refreshes it
-        if "lease" in read:  # this caller refreshes it
-            value = yield Compute()
-            fields = {"key": key, "value": value, "ttl": expire, "lease": read["lease"]}
-            if stale is not None:
-                fields["stale"] = stale
-            # 412: another write came first (or the lease was let go): this value stands.
-            yield Call("set", _filled, fields, allowed=(412,), missing=False)
-            return value
+        if "lease" in read:
+            return None, read["lease"]  # a miss, or a stale value this caller refreshes
+        if status == 200:
+            return read["value"], None
         if status == 503 and read.get("error") == "unavailable":
-            return (yield Compute())  # the server is set aside: compute, keep nothing
+            return None, None
         if status != 404 or "retryAfter" not in read:
             raise error_from_answer(status, json.dumps(read).encode())
         yield Pause(min(wait, float(read["retryAfter"])))
         wait = min(wait * 2, WAIT_MOST)
 
 
-def _filled(status: int, body: bytes) -> bool:
-    return status != 412
+def get_or_set_steps(
+    key: str, expire: int, lease: int, stale: Optional[int]
+) -> Generator[Step, Any, Any]:
+    """The steps of one get_or_set: it returns the stored value (a str) on a hit, or the
+    value this caller computed (as the computation gave it)."""
+    value, token = yield from lease_read_steps(key, lease)
+    if value is not None:
+        return value
+    value = yield Compute()
+    if token is not None:  # (none: the server is set aside; the value is not kept)
+        # Refused (412) if another write came first, or the lease was let go: this value
+        # stands for this caller all the same.
+        yield lease_fill(key, value, expire, token, stale)
+    return value

@@ -144,6 +144,7 @@ LAYERS = (
 # The clients' side: what they share, and the clients and framework backends over it.
 CLIENT_SIDE = (
     "memflask.protocol",
+    "memflask.calls",
     "memflask.answers",
     "memflask.deadlines",
     "memflask.limits",

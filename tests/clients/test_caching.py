@@ -7,6 +7,8 @@ import hashlib
 import json
 import logging
 import socket
+import threading
+import time
 from importlib.metadata import version
 
 import pytest
@@ -332,3 +334,81 @@ def test_cache_memflask_servers_spreads_the_keys_and_clears_every_server(live_se
             )
             assert cache.clear()
             assert [Client(url).stats()["keyCount"] for url in urls] == [0, 0, 0]
+
+
+# -- leases: CACHE_MEMFLASK_LEASE --------------------------------------------------------
+
+
+def test_with_a_lease_a_memoized_function_missed_by_twenty_threads_runs_once(live_server):
+    app, cache = make_cached_app(live_server, CACHE_MEMFLASK_LEASE=30)
+    calls = []
+
+    @cache.memoize(timeout=60)
+    def report(number):
+        calls.append(number)
+        time.sleep(0.3)
+        return {"total": number * 2}
+
+    with app.app_context():
+        # memoize keeps a version per function, made by its first call: by each caller of
+        # a first call at once (Flask-Caching's own race, before any value is cached).
+        report(0)
+    calls.clear()
+    start = threading.Barrier(20)
+    results = []
+
+    def caller():
+        start.wait(timeout=10)
+        with app.app_context():
+            results.append(report(21))
+
+    threads = [threading.Thread(target=caller) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert calls == [21]
+    assert results == [{"total": 42}] * 20
+
+
+def test_with_a_lease_a_cached_view_missed_by_ten_threads_renders_once(live_server):
+    app, cache = make_cached_app(live_server, CACHE_MEMFLASK_LEASE=30)
+    calls = []
+
+    @app.route("/report")
+    @cache.cached(timeout=60)
+    def report():
+        calls.append(1)
+        time.sleep(0.3)
+        return "rendered"
+
+    start = threading.Barrier(10)
+    bodies = []
+
+    def caller():
+        start.wait(timeout=10)
+        bodies.append(app.test_client().get("/report").data)
+
+    threads = [threading.Thread(target=caller) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert calls == [1]
+    assert bodies == [b"rendered"] * 10
+
+
+def test_a_leased_set_after_another_write_stores_nothing(live_server):
+    cache = CachelibMemflaskCache(f"http://127.0.0.1:{live_server.port}", lease=30)
+    assert cache.get("k") is None  # a miss: this thread holds the lease
+    other = CachelibMemflaskCache(f"http://127.0.0.1:{live_server.port}")
+    assert other.set("k", "theirs") is True  # ends the lease
+    assert cache.set("k", "mine") is False
+    assert cache.get("k") == "theirs"
+    assert cache.set("k", "plain") is True  # no lease held: a plain set
+
+
+@pytest.mark.parametrize("lease", [0, 3601, "30", 2.5])
+def test_a_bad_lease_option_is_refused(live_server, lease):
+    with pytest.raises(ValueError, match="lease"):
+        CachelibMemflaskCache(f"http://127.0.0.1:{live_server.port}", lease=lease)

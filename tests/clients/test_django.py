@@ -14,9 +14,9 @@ import base64
 import contextlib
 import pickle
 import threading
+import time
 import warnings
 from typing import Iterator
-from unittest import mock
 from zlib import compress, decompress
 
 import django
@@ -744,9 +744,68 @@ def test_get_or_set(cache):
         cache.get_or_set("brian")
 
 
-def test_get_or_set_when_another_writer_wins_the_add(cache):
-    with mock.patch.object(MemflaskCache, "add", return_value=False):
-        assert cache.get_or_set("key", "default") == "default"
+def test_get_or_set_when_another_writer_comes_first(cache):
+    def compute():
+        cache.set("key", "theirs")  # written while this caller computes: its lease ends
+        return "mine"
+
+    assert cache.get_or_set("key", compute) == "mine"
+    assert cache.get("key") == "theirs"  # the other write stands
+
+
+def test_twenty_threads_of_get_or_set_on_a_cold_key_compute_it_once(cache):
+    computed = []
+
+    def compute():
+        computed.append(1)
+        time.sleep(0.3)
+        return {"report": 42}
+
+    start = threading.Barrier(20)
+    results = []
+
+    def caller():
+        start.wait(timeout=10)
+        results.append(caches["default"].get_or_set("cold", compute, timeout=60))
+
+    threads = [threading.Thread(target=caller) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert computed == [1]
+    assert results == [{"report": 42}] * 20
+
+
+def test_aget_or_set_computes_under_the_lease(cache):
+    async def scenario():
+        computed = []
+
+        def compute():
+            computed.append(1)
+            time.sleep(0.2)
+            return 7
+
+        results = await asyncio.gather(*(cache.aget_or_set("cold", compute) for _ in range(5)))
+        return results, computed
+
+    assert asyncio.run(scenario()) == ([7] * 5, [1])
+
+
+def test_invalidate_keeps_the_value_for_get_or_set_until_refreshed(cache):
+    cache.set("k", "old")
+    assert cache.invalidate("k") is True
+    assert cache.get("k") is None  # as after a delete
+    assert cache.get_or_set("k", "new") == "new"  # this caller refreshed it
+    assert cache.get("k") == "new"
+    assert cache.invalidate("absent") is False
+
+
+@pytest.mark.parametrize("lease", [0, 3601, "30", 1.5])
+def test_a_bad_lease_option_is_refused(location, lease):
+    setting = {"default": {"BACKEND": BACKEND, "LOCATION": location, "OPTIONS": {"lease": lease}}}
+    with override_settings(CACHES=setting), pytest.raises(ImproperlyConfigured, match="lease"):
+        caches["default"]
 
 
 def test_close_after_a_request_keeps_the_cache_usable(cache):
