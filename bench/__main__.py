@@ -27,6 +27,8 @@ from .report import print_table, rate
 from .serve import PLAIN_WAITRESS
 from .shard_bench import measure_shards
 from .shard_bench import print_section as print_shards
+from .stampede_bench import measure_stampede
+from .stampede_bench import print_section as print_stampede
 from .store_bench import bytes_per_item, measure_mix
 from .targets import verdicts
 
@@ -65,6 +67,7 @@ def main() -> None:
     http = measure_http(seconds, rounds, dict(options.reference))
     on_redis = measure_redis(seconds, rounds)
     shards = measure_shards(seconds, rounds)
+    stampede = measure_stampede(2.0 if options.smoke else 10.0, rounds)
     mix = measure_mix(sizes, operations, rounds)
     memory = {
         kind: bytes_per_item(kind, memory_items) for kind in ("memflask", "ttlcache", "ordereddict")
@@ -88,6 +91,8 @@ def main() -> None:
     print_section(on_redis)
     print()
     print_shards(shards)
+    print()
+    print_stampede(stampede)
     print("\nStore alone\n")
     header = ("figure", "memflask", "reference", "reference", "ratio", "target")
     print_table([header, *store_rows(mix, sizes), *memory_rows(memory, memory_items)])

@@ -61,6 +61,15 @@ def start(port: int) -> subprocess.Popen:
     )
 
 
+def stop(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM each process still running, then wait for them all."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        process.wait(timeout=30)
+
+
 def wait_until_serving(url: str) -> None:
     deadline = time.monotonic() + 30
     with Client(url, timeout=1) as client:
@@ -120,11 +129,7 @@ def measure_shards(seconds: float, rounds: int) -> ShardResult:
         moved = sum(server_for(k, urls[:3]) != server_for(k, urls) for k in keys) / KEYS
         live_get_ms = live_gets(urls, processes)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=30)
+        stop(processes)
     return ShardResult(
         {count: statistics.median(values) for count, values in runs.items()},
         max(held) / statistics.mean(held),
