@@ -173,6 +173,9 @@ def test_the_dashboard_shows_live_figures_and_a_chart(browser):
             for item in browser.find_elements("css selector", "#legend li")
         ]
         assert "set" in legend and "get" in legend
+        server.request("GET", "/get?key=cold&lease=30")  # a miss, and a lease taken
+        wait_for(browser, lambda d: text_of(d, "leases") == "1", "the leases never updated")
+        assert text_of(browser, "lease-use") == "0 filled, 0 stale answers"
 
         # The key browser, by prefix: names only, and it reads no value.
         server.request("GET", "/set?key=other&value=x")
@@ -188,7 +191,8 @@ def test_the_dashboard_shows_live_figures_and_a_chart(browser):
         browser.save_screenshot(str(SCREENSHOT))
         print(f"dashboard screenshot: {SCREENSHOT}")
         stats = app.extensions["memflask"].store.stats()
-        assert (stats["hits"], stats["misses"]) == (1, 1)  # the page's reads changed nothing
+        # The page's reads changed nothing: one hit, the miss and the lease read's miss.
+        assert (stats["hits"], stats["misses"]) == (1, 2)
     assert SCREENSHOT.stat().st_size > 10_000
 
 

@@ -95,6 +95,9 @@ function showStats(stats) {
     plural(stats.hits, "hit") + ", " + plural(stats.misses, "miss", "misses");
   byId("evictions").textContent = formatCount(stats.evictions);
   byId("expired").textContent = formatCount(stats.expired);
+  byId("leases").textContent = formatCount(stats.leases);
+  byId("lease-use").textContent =
+    formatCount(stats.leaseFills) + " filled, " + formatCount(stats.staleAnswers) + " stale answers";
   byId("uptime").textContent = formatDuration(stats.uptime);
   byId("version").textContent = "version " + stats.version;
 }
