@@ -206,6 +206,16 @@ def delete(key: str, **options: Any) -> None:
 
 @main.command()
 @click.argument("key")
+@_client_options
+def invalidate(key: str, **options: Any) -> None:
+    """Make KEY's value stale (plain reads miss it; lease readers get it until one of them
+    refreshes it); exit 1 when it is absent."""
+    if not _talk(options, lambda client: client.invalidate(key)):
+        sys.exit(ABSENT)
+
+
+@main.command()
+@click.argument("key")
 @click.argument("amount", type=int, default=1)
 @_client_options
 def incr(key: str, amount: int, **options: Any) -> None:

@@ -39,6 +39,16 @@ def test_set_get_delete(run):
     assert (result.exit_code, result.output) == (1, "")
 
 
+def test_invalidate_makes_the_value_stale_and_exits_1_when_absent(run, live_server):
+    run("set", "k", "v")
+    assert run("invalidate", "k").exit_code == 0
+    assert run("get", "k").exit_code == 1  # a plain read misses a stale value
+    status, _, body = live_server.request("GET", "/get?key=k&lease=30")
+    assert (status, body) == (200, b"v")  # a lease reader still gets it
+    result = run("invalidate", "absent")
+    assert (result.exit_code, result.output) == (1, "")
+
+
 def test_incr_decr_print_the_new_value(run):
     assert run("incr", "n").output == "1\n"
     assert run("incr", "n", "10").output == "11\n"
