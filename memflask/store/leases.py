@@ -64,14 +64,12 @@ class LeaseTable:
         # The item a write under a lease or with a stale window is about to store: written()
         # finishes it when that very item is stored (a refused write leaves it unused).
         self.pending: Optional[PendingWrite] = None
+        # Whether a write must call written(): an entry to end, or a write to finish. An
+        # attribute, not a property: every write of the store reads it.
+        self.busy = False
         self.granted = 0
         self.stale_answers = 0
         self.fills = 0
-
-    @property
-    def busy(self) -> bool:
-        """Whether a write must call written(): an entry to end, or a write to finish."""
-        return bool(self.entries) or self.pending is not None
 
     # -- leases ---------------------------------------------------------------------------
 
@@ -99,6 +97,7 @@ class LeaseTable:
         if entry is None:
             entry = self.entries[key] = Entry()
             added = ENTRY_BYTES + str_bytes(key)
+            self.busy = True
         self.entries.move_to_end(key)  # the newest: the last let go
         entry.token = new_token()
         entry.lease_ends = now + seconds
@@ -125,6 +124,7 @@ class LeaseTable:
         if entry is None:
             entry = self.entries[key] = Entry()
             added = ENTRY_BYTES + str_bytes(key)
+            self.busy = True
         elif entry.stale is not None:
             added -= str_bytes(entry.stale.value)
         self.entries.move_to_end(key)
@@ -139,10 +139,11 @@ class LeaseTable:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def written(self, key: str, stored: Optional[Item]) -> int:
-        """A write changed `key` (stored: the item it left; None: deleted): end its lease
+    def written(self, key: str, stored: Optional[Item], now: float) -> int:
+        """A write changed `key` (stored: the item it wrote; None: deleted): end its lease
         and drop its stale copy; keep the new item's copy if it was written with a stale
-        window. Returns the bytes added (negative: freed)."""
+        window (and not already expired: such a write keeps nothing, as on Redis).
+        Returns the bytes added (negative: freed)."""
         freed = 0
         entry = self.entries.pop(key, None)
         if entry is not None:
@@ -150,19 +151,22 @@ class LeaseTable:
             if entry.stale is not None:
                 freed += str_bytes(entry.stale.value)
         pending, self.pending = self.pending, None
+        self.busy = bool(self.entries)
         if pending is None or stored is None or pending.item is not stored:
             return -freed
         if pending.leased:
             self.fills += 1
-        if pending.stale_seconds is None or stored >= NEVER:
-            return -freed  # an item that never expires never goes stale by expiring
+        # An item that never expires never goes stale by expiring.
+        if pending.stale_seconds is None or stored >= NEVER or stored <= now:
+            return -freed
+        self.busy = True
         entry = self.entries[key] = Entry()
         entry.stale = stored
         entry.fresh_until = float(stored)
         entry.stale_until = float(stored) + pending.stale_seconds
         return ENTRY_BYTES + str_bytes(key) + str_bytes(stored.value) - freed
 
-    # -- the table as a whole -------------------------------------------------------------
+    # -- the table as a whole (an entry let go may leave `busy` set: written() clears it) --
 
     def drop_oldest(self) -> int:
         """Let the oldest entry go (to make room); return the bytes freed."""
@@ -174,9 +178,15 @@ class LeaseTable:
         keys = [key for key in self.entries if key.startswith(prefix)]
         return sum(self._entry_bytes(key, self.entries.pop(key)) for key in keys)
 
+    def expect(self, item: Item, stale_seconds: Optional[int], leased: bool) -> None:
+        """A write under a lease or with a stale window is about to store `item`."""
+        self.pending = PendingWrite(item, stale_seconds, leased)
+        self.busy = True
+
     def clear(self) -> None:
         self.entries.clear()
         self.pending = None
+        self.busy = False
 
     def _keep_within_count(self) -> int:
         freed = 0

@@ -30,7 +30,7 @@ from .base import (
     str_bytes,
 )
 from .expiry_index import ExpiryIndex
-from .leases import LeaseTable, PendingWrite
+from .leases import LeaseTable
 from .memory_keyspace import MemoryKeyspace
 from .scans import CursorSeal, ScanSnapshots
 
@@ -214,7 +214,7 @@ class MemoryStore(MemoryKeyspace, Store):
                 raise LeaseNotHeld(LEASE_NOT_HELD)
             new = change(current, now)
             if isinstance(new, Item):  # update() hands it to written() once stored
-                leases.pending = PendingWrite(new, stale, bool(lease))
+                leases.expect(new, stale, bool(lease))
             return new
 
         return self.update(key, leased_change, read=read)
@@ -248,12 +248,12 @@ class MemoryStore(MemoryKeyspace, Store):
                     self._forget(key, items.pop(key))
                     self._changes += 1
                 if self._leases.busy:  # its lease ends, its stale copy goes
-                    self._bytes += self._leases.written(key, None)
+                    self._bytes += self._leases.written(key, None, now)
                 return None
             stored = self._store(key, new, current, now)
             self._changes += 1
             if self._leases.busy:
-                self._bytes += self._leases.written(key, stored)
+                self._bytes += self._leases.written(key, stored, now)
                 if self.max_bytes and self._bytes > self.max_bytes:
                     self._make_room(now)
             return stored

@@ -293,3 +293,10 @@ def test_a_batch_entry_carries_the_lease(client):
         "/batch", json=[{"verb": "set", "key": "k", "value": "v", "lease": answer[0]["lease"]}]
     ).json
     assert filled == [{"status": 204}]
+
+
+def test_a_write_already_expired_keeps_no_stale_item(client):
+    client.get("/set?key=k&value=v&ttl=-1&stale=60")
+    response = lease_read(client)
+    assert response.status_code == 404
+    token_of(response)
