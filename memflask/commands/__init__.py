@@ -6,6 +6,8 @@ lists its default converters). An app can be given another set: create_app(comma
 
 from __future__ import annotations
 
+from ..core.fields import params_from_json as params_from_json
+
 # The plugin API, re-exported (as Werkzeug's routing/__init__.py does): a plugin verb imports
 # from memflask.commands, never from its modules.
 from .base import Command as Command
@@ -25,7 +27,6 @@ from .params import Limit as Limit
 from .params import Parameter as Parameter
 from .params import Params as Params
 from .params import Value as Value
-from .params import params_from_json as params_from_json
 from .reads import Get, MultiGet, TimeToLive
 from .registry import Registry as Registry
 from .result import TEXT as TEXT

@@ -12,12 +12,13 @@ from ..core.errors import (
     UnknownVerb,
     ValidationError,
 )
+from ..core.fields import params_from_json
 from ..store import Store
 from .base import Command
 from .budget import json_bounds, json_size
 from .context import Context
 from .execution import run
-from .params import Params, params_from_json
+from .params import Params
 from .result import Result, json_content, refused
 
 ENTRY_SCHEMA = {

@@ -15,18 +15,15 @@ from ..core.errors import (
     ConflictingExpiry,
     DuplicateParameter,
     InvalidDuration,
-    InvalidEncoding,
     InvalidExpire,
     InvalidKey,
     InvalidLease,
     InvalidLimit,
-    InvalidParameter,
     KeyTooLong,
     MissingParameter,
     NotAnInteger,
     Refusal,
     TooManyKeys,
-    TooManyParameters,
     ValidationError,
     ValueTooLarge,
 )
@@ -388,38 +385,3 @@ def parse_int64(text: str, what: str, refusal: type[ValidationError] = NotAnInte
 
 def _excerpt(text: str, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-# -- JSON bodies ------------------------------------------------------------------------------
-
-
-def params_from_json(document: Mapping[str, Any], max_fields: int) -> dict[str, list[str]]:
-    """Turn a JSON object into params: strings as is, integers in base 10, lists as repeats.
-
-    At most `max_fields` values in all, as for a form or a query string.
-    """
-    values: dict[str, list[str]] = {}
-    count = 0
-    for name, raw in document.items():
-        items = raw if isinstance(raw, list) else [raw]
-        count += len(items)
-        if count > max_fields:
-            raise TooManyParameters(f"more than {max_fields} parameters")
-        values[name] = [_json_param(name, item) for item in items]
-    return values
-
-
-def _json_param(name: str, item: Any) -> str:
-    if isinstance(item, str):
-        try:
-            item.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidEncoding(
-                f"parameter {name!r} is not valid UTF-8 (a lone surrogate)"
-            ) from None
-        return item
-    if isinstance(item, int) and not isinstance(item, bool):
-        return str(item)
-    raise InvalidParameter(
-        f"parameter {name!r} must be a string or an integer, got {type(item).__name__}"
-    )

@@ -10,10 +10,17 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from typing import Any
+from typing import Any, Mapping
 from urllib.parse import unquote_to_bytes
 
-from .errors import DuplicateParameter, InvalidEncoding, InvalidJson, Refusal, TooManyParameters
+from .errors import (
+    DuplicateParameter,
+    InvalidEncoding,
+    InvalidJson,
+    InvalidParameter,
+    Refusal,
+    TooManyParameters,
+)
 
 # Percent-decoding works on pieces this long: unquote_to_bytes lists every escape.
 UNQUOTE_CHUNK = 64 * 1024
@@ -190,3 +197,38 @@ def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         repeated = next(name for name, _ in pairs if name in seen or seen.add(name))
         raise DuplicateParameter(f"parameter {repeated!r} was given more than once")
     return document
+
+
+# -- JSON bodies ------------------------------------------------------------------------------
+
+
+def params_from_json(document: Mapping[str, Any], max_fields: int) -> dict[str, list[str]]:
+    """Turn a JSON object into params: strings as is, integers in base 10, lists as repeats.
+
+    At most `max_fields` values in all, as for a form or a query string.
+    """
+    values: dict[str, list[str]] = {}
+    count = 0
+    for name, raw in document.items():
+        items = raw if isinstance(raw, list) else [raw]
+        count += len(items)
+        if count > max_fields:
+            raise TooManyParameters(f"more than {max_fields} parameters")
+        values[name] = [_json_param(name, item) for item in items]
+    return values
+
+
+def _json_param(name: str, item: Any) -> str:
+    if isinstance(item, str):
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidEncoding(
+                f"parameter {name!r} is not valid UTF-8 (a lone surrogate)"
+            ) from None
+        return item
+    if isinstance(item, int) and not isinstance(item, bool):
+        return str(item)
+    raise InvalidParameter(
+        f"parameter {name!r} must be a string or an integer, got {type(item).__name__}"
+    )

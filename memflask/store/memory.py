@@ -15,16 +15,12 @@ from .base import (
     EXPIRING_ITEM_BYTES,
     EXPIRY_SECOND_BYTES,
     ITEM_BYTES,
-    LEASE_NOT_HELD,
     NEVER,
     WALL_STEP_SECONDS,
-    Change,
     ChangeFunction,
     Clock,
     Item,
     ItemTooLarge,
-    LeaseNotHeld,
-    LeaseRead,
     Store,
     TtlItem,
     str_bytes,
@@ -32,10 +28,11 @@ from .base import (
 from .expiry_index import ExpiryIndex
 from .leases import LeaseTable
 from .memory_keyspace import MemoryKeyspace
+from .memory_leases import MemoryLeases
 from .scans import CursorSeal, ScanSnapshots
 
 
-class MemoryStore(MemoryKeyspace, Store):
+class MemoryStore(MemoryLeases, MemoryKeyspace, Store):
     """A thread-safe LRU store with per-item expiry, bounded by key count and by memory.
 
     One lock guards everything. Items sit in an OrderedDict in recency order (most recent
@@ -143,81 +140,7 @@ class MemoryStore(MemoryKeyspace, Store):
         with self._lock:
             return self._live(key, self._now())
 
-    def get_leased(
-        self, key: str, lease_seconds: int, recache_seconds: Optional[int] = None
-    ) -> LeaseRead:
-        with self._lock:
-            now = self._now()
-            leases = self._leases
-            item = self._live(key, now)
-            if item is not None:
-                self._hits += 1
-                self._items.move_to_end(key)
-                if (
-                    recache_seconds is None
-                    or item - now >= recache_seconds  # NEVER too: it never expires
-                    or leases.lease_left(key, now) is not None
-                ):
-                    return LeaseRead(item)
-                return LeaseRead(item, token=self._grant(key, lease_seconds, now))
-            self._misses += 1
-            entry, freed = leases.stale(key, now)
-            self._bytes -= freed
-            lease_left = leases.lease_left(key, now)
-            if entry is not None:
-                leases.stale_answers += 1
-                stale_for = now - entry.fresh_until
-                token = None if lease_left is not None else self._grant(key, lease_seconds, now)
-                return LeaseRead(entry.stale, stale_for=stale_for, token=token)
-            if lease_left is not None:
-                return LeaseRead(lease_left=lease_left)
-            return LeaseRead(token=self._grant(key, lease_seconds, now))
-
-    def _grant(self, key: str, seconds: int, now: float) -> str:
-        token, added = self._leases.grant(key, seconds, now)
-        self._bytes += added
-        if self.max_bytes and self._bytes > self.max_bytes:
-            self._make_room(now)
-        return token
-
-    def invalidate(self, key: str) -> bool:
-        with self._lock:
-            now = self._now()
-            item = self._live(key, now)
-            if item is None:
-                return False
-            self._forget(key, self._items.pop(key))
-            self._changes += 1
-            self._bytes += self._leases.invalidated(key, item, now)
-            if self.max_bytes and self._bytes > self.max_bytes:
-                self._make_room(now)
-            return True
-
     # -- writes --------------------------------------------------------------------------
-
-    def write(
-        self,
-        key: str,
-        change: ChangeFunction,
-        server_change: Any = None,
-        *,
-        read: bool = False,
-        lease: str = "",
-        stale: Optional[int] = None,
-    ) -> Optional[Item]:
-        if not lease and stale is None:
-            return self.update(key, change, read=read)
-        leases = self._leases
-
-        def leased_change(current: Optional[Item], now: float) -> Change:
-            if lease and not leases.holds(key, lease, now):
-                raise LeaseNotHeld(LEASE_NOT_HELD)
-            new = change(current, now)
-            if isinstance(new, Item):  # update() hands it to written() once stored
-                leases.expect(new, stale, bool(lease))
-            return new
-
-        return self.update(key, leased_change, read=read)
 
     def update(self, key: str, change: ChangeFunction, *, read: bool = False) -> Optional[Item]:
         self._lock.acquire()  # not `with`: see get()
@@ -259,14 +182,6 @@ class MemoryStore(MemoryKeyspace, Store):
             return stored
         finally:
             self._lock.release()
-
-    @property
-    def changes(self) -> int:
-        """A count that moves whenever the items change: a write, a delete, an expiry
-        reclaimed, a flush, a restore (an eviction comes with a write). Reads do not move
-        it, though a hit changes the recency order. The snapshot saver skips a save
-        while it stands still."""
-        return self._changes
 
     # -- internals, called with the lock held --------------------------------------------
 

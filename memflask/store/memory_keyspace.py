@@ -40,6 +40,14 @@ class MemoryKeyspace:
     _store: Callable[[str, Item, Optional[Item], float], Item]
     update: Callable[..., Optional[Item]]
 
+    @property
+    def changes(self) -> int:
+        """A count that moves whenever the items change: a write, a delete, an expiry
+        reclaimed, a flush, a restore (an eviction comes with a write). Reads do not move
+        it, though a hit changes the recency order. The snapshot saver skips a save
+        while it stands still."""
+        return self._changes
+
     def flush(self) -> None:
         with self._lock:
             # Items already past their expiry count as expired, however late the sweep.

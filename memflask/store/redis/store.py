@@ -34,12 +34,10 @@ from ..base import (
     Clock,
     Item,
     LeaseNotHeld,
-    LeaseRead,
     ServerChange,
     Store,
     StoreUnavailable,
 )
-from ..leases import new_token
 from ..scans import CursorSeal
 from .connection import (
     CLUSTER_SCHEME,
@@ -51,9 +49,8 @@ from .connection import (
 )
 from .keyspace import Keyspace
 from .layout import FIELDS, SHARDS, ItemLayout, on_host_clock, text_of
+from .leases import INVALIDATE_SCRIPT, LEASE_READ_SCRIPT, RedisLeases
 from .scripts import (
-    INVALIDATE_SCRIPT,
-    LEASE_READ_SCRIPT,
     READ_SCRIPT,
     REMOVE_SCRIPT,
     STATS_SCRIPT,
@@ -70,7 +67,7 @@ from .watched import WatchedUpdates
 STATS_SHARD_EXAMINES = 64
 
 
-class RedisStore(ItemLayout, Keyspace, WatchedUpdates, Store):
+class RedisStore(ItemLayout, Keyspace, RedisLeases, WatchedUpdates, Store):
     """The Store interface on a Redis server (redis-py)."""
 
     # What one stats() costs in a /batch's work budget (memflask/commands/server.py):
@@ -243,50 +240,6 @@ class RedisStore(ItemLayout, Keyspace, WatchedUpdates, Store):
             if item is not None:
                 found[key] = item
         return found
-
-    @guarded
-    def get_leased(
-        self, key: str, lease_seconds: int, recache_seconds: Optional[int] = None
-    ) -> LeaseRead:
-        shard = self._shard(key)
-        now_argument, host_now = self._now_argument()
-        state, value, version, expires, token, left, server_now = self.scripts.call(
-            "lease_read",
-            [*self._shard_keys(shard), f"{shard}item:{key}", f"{shard}lease:{key}"],
-            [
-                now_argument,
-                f"{shard}item:",
-                key,
-                lease_seconds,
-                "" if recache_seconds is None else recache_seconds,
-                new_token(),
-            ],
-        )
-        read = LeaseRead(
-            token=token.decode() if token else None, lease_left=float(left) if left else None
-        )
-        if state == b"miss":
-            return read
-        if state == b"fresh":
-            expires_at = float(expires) if expires else None
-            if expires_at is not None:
-                expires_at = on_host_clock(expires_at, float(server_now), host_now)
-            item = Item(text_of(value), expires_at)
-        else:  # stale: `expires` is when it went stale
-            item = Item(text_of(value))
-            read = read._replace(stale_for=float(server_now) - float(expires))
-        item.version = int(version)
-        return read._replace(item=item)
-
-    @guarded
-    def invalidate(self, key: str) -> bool:
-        shard = self._shard(key)
-        keys = [*self._shard_keys(shard), f"{shard}item:{key}", f"{shard}lease:{key}"]
-        args = [self._now_argument()[0], f"{shard}item:", key]
-        try:
-            return bool(self.scripts.call("invalidate", keys, args))
-        except UNREACHABLE as error:
-            raise outcome_unknown(error) from error
 
     @guarded
     def peek(self, key: str) -> Optional[Item]:
