@@ -45,7 +45,15 @@ class Command:
 
     def parse(self, params: Params) -> dict[str, Any]:
         """Every declared parameter's value, by its field name."""
-        return {parameter.field: parameter.parse(params) for parameter in self.parameters}
+        values = params.values
+        return {
+            parameter.field: (
+                None
+                if parameter.none_when_absent and parameter.name not in values
+                else parameter.parse(params)
+            )
+            for parameter in self.parameters
+        }
 
     def validate(self, params: Params) -> Any:
         return self.Args(**self.parse(params))
@@ -113,15 +121,20 @@ class WriteCommand(Command):
             args.conditions.check(current)
             return self.change(current, now, args)
 
+        server_change = self.conditioned_server_change(args)
+        lease, stale = getattr(args, "lease", None), getattr(args, "stale", None)
         try:
-            item = store.write(
-                args.key,
-                checked_change,
-                self.conditioned_server_change(args),
-                read=self.reads,
-                lease=getattr(args, "lease", None) or "",
-                stale=getattr(args, "stale", None),
-            )
+            if lease is None and stale is None:
+                item = store.write(args.key, checked_change, server_change, read=self.reads)
+            else:
+                item = store.write(
+                    args.key,
+                    checked_change,
+                    server_change,
+                    read=self.reads,
+                    lease=lease or "",
+                    stale=stale,
+                )
         except ItemTooLarge as error:
             raise ValueTooLarge(f"the item is too large for the cache: {error}") from None
         except LeaseNotHeld as error:

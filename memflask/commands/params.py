@@ -115,6 +115,8 @@ class Parameter:
         self.description = description
         self.required = required
         self.example = example
+        # Absent, it is None without a call to parse (optional ones on the hot paths).
+        self.none_when_absent = not required and type(self).parse is Parameter.parse
 
     def parse(self, params: Params) -> Any:
         text = params.required(self.name) if self.required else params.optional(self.name)
