@@ -14,6 +14,7 @@ from . import config
 from .commands import DEFAULT_COMMANDS, Command, CommandCounts, Context, Registry
 from .core.access import Access
 from .core.errors import Refusal
+from .core.tokens import TokenSet, TokensFileError
 from .lifecycle import Lifecycle
 from .log_filters import drop_werkzeug_request_lines
 from .store import Store, make_store
@@ -58,7 +59,9 @@ def create_app(
     if store is None:
         store = make_store(app.config)
     access = Access.from_settings(
-        app.config["TOKEN"], app.config["ALLOWED_HOSTS"], app.config["ALLOWED_ORIGINS"]
+        token_set(app.config, app.instance_path),
+        app.config["ALLOWED_HOSTS"],
+        app.config["ALLOWED_ORIGINS"],
     )
     snapshot_path = None
     if app.config["SNAPSHOT_PATH"]:
@@ -98,6 +101,18 @@ def create_app(
     # serve) restores the snapshot; serving stops it through lifecycle.shutdown().
     lifecycle.startup()
     return app
+
+
+def token_set(settings: Mapping[str, Any], instance: str) -> Optional[TokenSet]:
+    """The tokens TOKEN and TOKENS_FILE (relative: in the instance folder) give; None when
+    neither is set. A tokens file that cannot be read is a bad setting."""
+    if settings["TOKEN"] is None and not settings["TOKENS_FILE"]:
+        return None
+    path = Path(instance) / settings["TOKENS_FILE"] if settings["TOKENS_FILE"] else None
+    try:
+        return TokenSet(settings["TOKEN"], path)
+    except TokensFileError as error:
+        raise config.ConfigError(f"TOKENS_FILE: {error}") from None
 
 
 def _start_clock() -> None:

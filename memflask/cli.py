@@ -1,4 +1,5 @@
-"""The `memflask` command: `memflask serve`, and get/set/delete/incr/decr/stats/flush.
+"""The `memflask` command: `memflask serve`, get/set/delete/incr/decr/stats/flush, and
+`memflask token add/list/remove`.
 
 Exit codes scripts can rely on: 0 done; 1 the key is absent (get); 2 bad usage or a bad
 setting; 3 the server refused the request (4xx); 4 no usable answer (down, 5xx, late past
@@ -10,15 +11,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 import click
+from flask import Flask
 
-from . import __version__
+from . import __version__, config
 from .app import create_app
 from .client import DEFAULT_MAX_ANSWER_BYTES, Client, MemflaskError
 from .config import DEFAULTS, INTEGER_SETTINGS
+from .core.tokens import RIGHTS, TokensFileError, add_token, read_tokens_file, remove_token
 from .serving.waitress import CannotListen
 from .serving.waitress import serve as serve_app
 
@@ -261,6 +265,70 @@ def keys(prefix: str, **options: Any) -> None:
             click.echo(key)
 
     _talk(options, print_keys)
+
+
+@main.group()
+def token() -> None:
+    """Scoped tokens: each one a name, a key prefix and rights, kept in TOKENS_FILE
+    (MEMFLASK_TOKENS_FILE, or --file; relative: in the instance folder) as SHA-256 only.
+    A running server takes a change within a second or two."""
+
+
+def _tokens_file(option: Optional[str]) -> Path:
+    try:
+        instance = config.instance_path()
+        settings = Flask("memflask", instance_relative_config=True, instance_path=instance)
+        config.load(settings.config, None, {"TOKENS_FILE": option} if option else None)
+    except config.ConfigError as error:
+        raise click.UsageError(str(error)) from None
+    if not settings.config["TOKENS_FILE"]:
+        raise click.UsageError("set TOKENS_FILE (MEMFLASK_TOKENS_FILE) or give --file")
+    return Path(settings.instance_path) / settings.config["TOKENS_FILE"]
+
+
+_FILE_OPTION = click.option("--file", "tokens_file", help="The tokens file (TOKENS_FILE).")
+
+
+@token.command(name="add")
+@click.argument("name")
+@click.option("--prefix", default="", help="The keys it may touch start with this.")
+@click.option("--rights", type=click.Choice(RIGHTS), required=True)
+@_FILE_OPTION
+def token_add(name: str, prefix: str, rights: str, tokens_file: Optional[str]) -> None:
+    """Make a token NAME and print it, once, as the last line (the file keeps its hash)."""
+    path = _tokens_file(tokens_file)
+    try:
+        secret = add_token(path, name, prefix, rights)
+    except TokensFileError as error:
+        raise click.UsageError(str(error)) from None
+    click.echo(f"token {name!r} added to {path}: prefix {prefix!r}, rights {rights}")
+    click.echo(secret)
+
+
+@token.command(name="list")
+@_FILE_OPTION
+def token_list(tokens_file: Optional[str]) -> None:
+    """Print each token's name, prefix and rights (never a hash), as JSON lines."""
+    path = _tokens_file(tokens_file)
+    try:
+        entries = read_tokens_file(path) if path.exists() else []
+    except TokensFileError as error:
+        raise click.UsageError(str(error)) from None
+    for entry in entries:
+        click.echo(json.dumps(entry.listed(), ensure_ascii=False))
+
+
+@token.command(name="remove")
+@click.argument("name")
+@_FILE_OPTION
+def token_remove(name: str, tokens_file: Optional[str]) -> None:
+    """Remove the token NAME; exit 1 if there is none."""
+    try:
+        removed = remove_token(_tokens_file(tokens_file), name)
+    except TokensFileError as error:
+        raise click.UsageError(str(error)) from None
+    if not removed:
+        sys.exit(ABSENT)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_SCAN_KEYS": limits.MAX_SCAN_KEYS,  # what a /batch's scans may examine
     "CLOCK": None,  # a callable returning Unix seconds; None = the real time (tests inject one)
     "TOKEN": None,  # when set, every route but /healthz needs "Authorization: Bearer <token>"
+    "TOKENS_FILE": "",  # scoped tokens (relative: in the instance folder); "" = none
     "ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",  # Host names served (any port); "*": any
     "ALLOWED_ORIGINS": "",  # browser origins allowed to write, e.g. "https://app.example"
     "SNAPSHOT_PATH": "",  # warm restarts: a file (relative: in the instance folder); "" = off
@@ -43,6 +44,7 @@ TEXT_SETTINGS = (
     "HOST",
     "APP_ENV",
     "TOKEN",
+    "TOKENS_FILE",
     "ALLOWED_HOSTS",
     "ALLOWED_ORIGINS",
     "SNAPSHOT_PATH",
@@ -200,8 +202,9 @@ def validate(config: Config) -> None:
         config[name] = _whole_number(name, config[name], smallest, largest)
     if not isinstance(config["HOST"], str) or not config["HOST"]:
         raise ConfigError(f"HOST must be a host name or address, got {config['HOST']!r}")
-    if not isinstance(config["SNAPSHOT_PATH"], str):
-        raise ConfigError(f"SNAPSHOT_PATH must be a file path, got {config['SNAPSHOT_PATH']!r}")
+    for name in ("SNAPSHOT_PATH", "TOKENS_FILE"):
+        if not isinstance(config[name], str):
+            raise ConfigError(f"{name} must be a file path, got {config[name]!r}")
     url = config["STORE_URL"]
     if backend_for(url) is None:
         raise ConfigError(

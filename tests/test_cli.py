@@ -210,3 +210,34 @@ def test_several_urls_spread_the_keys_as_the_client_does():
             assert holder.get("k7") == "v"
         twice = CliRunner().invoke(main, ["get", "k7", "--url", urls[0], "--url", urls[0]])
         assert twice.exit_code == 2
+
+
+def test_token_add_list_remove(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMFLASK_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("MEMFLASK_TOKENS_FILE", "tokens.json")
+    runner = CliRunner()
+    added = runner.invoke(main, ["token", "add", "app1", "--prefix", "app1:", "--rights", "write"])
+    assert added.exit_code == 0, added.output
+    token = added.output.splitlines()[-1]  # the last line, printed once
+    assert len(token) >= 43 and token not in (tmp_path / "tokens.json").read_text()
+    listed = runner.invoke(main, ["token", "list"])
+    assert [json.loads(line) for line in listed.output.splitlines()] == [
+        {"name": "app1", "prefix": "app1:", "rights": "write"}
+    ]
+    again = runner.invoke(main, ["token", "add", "app1", "--rights", "read"])
+    assert again.exit_code == 2 and "exists" in again.output
+    bad = runner.invoke(main, ["token", "add", "no spaces", "--rights", "read"])
+    assert bad.exit_code == 2
+    wrong = runner.invoke(main, ["token", "add", "x", "--rights", "root"])
+    assert wrong.exit_code == 2
+    assert runner.invoke(main, ["token", "remove", "app1"]).exit_code == 0
+    assert runner.invoke(main, ["token", "remove", "app1"]).exit_code == 1
+    assert runner.invoke(main, ["token", "list"]).output == ""
+
+
+def test_token_commands_need_a_tokens_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMFLASK_INSTANCE_PATH", str(tmp_path))
+    result = CliRunner().invoke(main, ["token", "list"])
+    assert result.exit_code == 2 and "TOKENS_FILE" in result.output
+    given = CliRunner().invoke(main, ["token", "add", "a", "--rights", "read", "--file", "t.json"])
+    assert given.exit_code == 0 and (tmp_path / "t.json").exists()

@@ -10,6 +10,7 @@ from flask import Config
 
 from memflask import create_app
 from memflask.config import DEFAULTS, ConfigError, load, split_listen_address
+from memflask.core.tokens import write_tokens_file
 from tests.harness.servers import ROOT
 
 
@@ -223,6 +224,7 @@ FORMS = {
     "MAX_ANSWER_BYTES": ["65536", " 1048576 ", "016777216"],
     "MAX_SCAN_KEYS": ["0", "5000", "05000"],
     "TOKEN": ["s3cret", "123", "null", "true", "[1]"],
+    "TOKENS_FILE": ["tokens.json", "123", ""],
     "ALLOWED_HOSTS": ["a.example,.b.example", "*", "123", "null"],
     "ALLOWED_ORIGINS": ["https://app.example", "*", ""],
     "SNAPSHOT_PATH": ["cache.snapshot", "123", ""],
@@ -250,6 +252,8 @@ def settings_of(app) -> dict:
 )
 def test_memflask_name_takes_every_form_of_the_plain_name(name, text, tmp_path, monkeypatch):
     monkeypatch.setenv("MEMFLASK_INSTANCE_PATH", str(tmp_path))  # a SNAPSHOT_PATH lands here
+    if name == "TOKENS_FILE" and text:
+        write_tokens_file(tmp_path / text, [])  # it must exist: it is read at start
     if name in ORIGINAL_NAMES:
         monkeypatch.setenv(name, text)
         plain = settings_of(create_app())

@@ -13,9 +13,10 @@ import functools
 from types import SimpleNamespace
 from typing import Any, ClassVar, Optional
 
-from ..core.errors import PreconditionFailed, Refusal, ValueTooLarge
+from ..core.errors import OutOfScope, PreconditionFailed, Refusal, ValueTooLarge
+from ..core.tokens import Grant
 from ..store import Change, Item, ItemTooLarge, LeaseNotHeld, ServerChange, Store
-from .params import Parameter, Params, check_value
+from .params import Key, Keys, Parameter, Params, check_value
 from .result import TEXT, Result, written
 
 
@@ -60,6 +61,27 @@ class Command:
 
     def apply(self, store: Store, args: Any) -> Result:
         raise NotImplementedError
+
+    def authorize(self, args: Any, grant: Grant) -> None:
+        """Refuse (403 `out_of_scope`) what a scoped token may not do: a write with a read
+        token, a key outside its prefix. A verb that names no key (stats, a plugin's
+        without one) is for admin tokens; verbs on many keys or a prefix say their own."""
+        if self.writes and not grant.writes:
+            raise OutOfScope(f"/{self.name} changes data: token {grant.name!r} may only read")
+        keys = self.keys_of(args)
+        if keys is None:
+            raise OutOfScope(f"/{self.name} is for admin tokens (token {grant.name!r} is not)")
+        for key in keys:
+            require_prefix(grant, key, "key")
+
+    def keys_of(self, args: Any) -> Optional[list[str]]:
+        """The keys the arguments name (its Key and Keys parameters); None: it names none."""
+        keys: Optional[list[str]] = None
+        for parameter in self.parameters:
+            if isinstance(parameter, (Key, Keys)):
+                value = getattr(args, parameter.field)
+                keys = (keys or []) + (value if isinstance(value, list) else [value])
+        return keys
 
     def examines(self, store: Store, size: int, args: Any) -> int:
         """At most how many keys `apply` examines, `size` being store.scan_size(): a /batch's
@@ -140,6 +162,15 @@ class WriteCommand(Command):
         except LeaseNotHeld as error:
             raise PreconditionFailed(str(error)) from None
         return written(item, args.return_value or self.reads)
+
+
+def require_prefix(grant: Grant, text: str, what: str) -> None:
+    """Refuse a key or prefix outside the token's prefix."""
+    if not text.startswith(grant.prefix):
+        shown = text if len(text) <= 60 else text[:60] + "..."
+        raise OutOfScope(
+            f"{what} {shown!r} is outside token {grant.name!r}'s prefix {grant.prefix!r}"
+        )
 
 
 @functools.cache  # per class, for good: a class's methods stay put

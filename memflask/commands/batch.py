@@ -13,6 +13,7 @@ from ..core.errors import (
     ValidationError,
 )
 from ..core.fields import params_from_json
+from ..core.tokens import Grant
 from ..store import Store
 from .base import Command
 from .budget import json_bounds, json_size
@@ -105,6 +106,19 @@ class Batch(Command):
         except ValidationError as error:
             raise type(error)(f"command {index}: {error.message}") from None
         return BatchEntry(verb, context.registry.get(verb), Params(values, context))
+
+    def authorize(self, args: BatchArgs, grant: Grant) -> None:
+        """Every entry as if sent alone, before any runs: one out of scope refuses the
+        batch whole (an entry that does not validate is refused on its own when it runs)."""
+        for entry in args.entries:
+            if entry.command is None:
+                continue
+            command = entry.command()
+            try:
+                entry_args = command.validate(entry.params)
+            except Refusal:
+                continue
+            command.authorize(entry_args, grant)
 
     def apply(self, store: Store, args: BatchArgs) -> Result:
         entries, context = args

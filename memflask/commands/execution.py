@@ -18,7 +18,11 @@ def run(command: type[Command], store: Store, params: Params) -> Result:
     params.context.counts.add(command.name)
     instance = command()
     try:
-        return instance.apply(store, instance.validate(params))
+        args = instance.validate(params)
+        grant = params.grant
+        if grant is not None and not grant.admin:
+            instance.authorize(args, grant)
+        return instance.apply(store, args)
     except Refusal as error:
         return refused(error)
     except WriteOutcomeUnknown as error:

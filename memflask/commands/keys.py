@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
-from ..core.errors import InvalidCursor, NotFound
+from ..core.errors import InvalidCursor, NotFound, OutOfScope
 from ..core.headers import Conditions
+from ..core.tokens import Grant
 from ..store import DELETE, Delete, Item, ServerChange, Store
 from ..store.scans import UnknownCursor
-from .base import Command, WriteCommand
+from .base import Command, WriteCommand, require_prefix
 from .context import Context
 from .params import Expiry, ExpiryParameter, Key, Limit, Parameter, Params
 from .reads import KeyArgs
@@ -124,6 +125,13 @@ class Flush(Command):
             return Result(204)
         return Result(200, data={"flushed": store.delete_prefix(args.prefix)})
 
+    def authorize(self, args: FlushArgs, grant: Grant) -> None:
+        if not args.prefix:
+            raise OutOfScope(f"flushing every key is for admin tokens ({grant.name!r} is not)")
+        if not grant.writes:
+            raise OutOfScope(f"/flush changes data: token {grant.name!r} may only read")
+        require_prefix(grant, args.prefix, "prefix")
+
     def examines(self, store: Store, size: int, args: FlushArgs) -> int:
         return store.flush_cost(size, args.prefix)
 
@@ -175,6 +183,9 @@ class ListKeys(Command):
             params.optional("cursor") or "",
             min(limit, keys_that_fit(params.context, params.answer_bytes())),
         )
+
+    def authorize(self, args: ListArgs, grant: Grant) -> None:
+        require_prefix(grant, args.prefix, "prefix")
 
     def apply(self, store: Store, args: ListArgs) -> Result:
         try:

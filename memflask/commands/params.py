@@ -31,6 +31,7 @@ from ..core.headers import NO_CONDITIONS, Conditions
 from ..store import TtlDeadline, utf8_len
 
 if TYPE_CHECKING:
+    from ..core.tokens import Grant
     from ..store import Item
     from .base import Context
 
@@ -57,6 +58,8 @@ class Params:
         self.return_value = return_value
         # A JSON body that is not an object (a /batch list); only verbs that accept one see it.
         self.document = document
+        # What the request's token may do (None: anything; see Command.authorize).
+        self.grant: Optional[Grant] = None
         # In a /batch: the room left in its answer, set as each command runs (a request of
         # its own: None). The verbs that bound what they read (/mget, /keys, get on Redis)
         # keep within it.

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import functools
-import hmac
 from typing import Iterable, NamedTuple, Optional
 from urllib.parse import urlsplit
 
-from .errors import CrossSite, ForbiddenHost, Unauthorized
-from .headers import bearer_token
+from .errors import CrossSite, ForbiddenHost
+from .tokens import Grant, TokenSet
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 # A DNS name has at most 253 characters (RFC 1035), an IPv6 literal with a zone far less;
@@ -22,15 +21,17 @@ OTHER_SITES = ("cross-site", "same-site")
 class Access(NamedTuple):
     """Who may talk to this app; built once from the settings."""
 
-    token: Optional[str]
+    tokens: Optional[TokenSet]  # None: no token needed (neither TOKEN nor TOKENS_FILE)
     allowed_hosts: Optional[frozenset[str]]  # None: any host ("*")
     allowed_origins: frozenset[str]
 
     @classmethod
-    def from_settings(cls, token: Optional[str], hosts: Iterable[str], origins: Iterable[str]):
+    def from_settings(
+        cls, tokens: Optional[TokenSet], hosts: Iterable[str], origins: Iterable[str]
+    ) -> Access:
         names = [host.lower() for host in hosts]
         allowed_hosts = None if "*" in names else frozenset(_bare_host(name) for name in names)
-        return cls(token, allowed_hosts, frozenset(origin.rstrip("/") for origin in origins))
+        return cls(tokens, allowed_hosts, frozenset(origin.rstrip("/") for origin in origins))
 
     def check_host(self, host_header: Optional[str]) -> None:
         """Refuse a Host that is not allowed: stops DNS rebinding from reaching the cache."""
@@ -43,13 +44,12 @@ class Access(NamedTuple):
                 "MEMFLASK_ALLOWED_HOSTS (a comma list; '*' allows any host)"
             )
 
-    def check_token(self, authorization: Optional[str]) -> None:
-        """Require `Authorization: Bearer <token>` when a token is set (constant-time compare)."""
-        if self.token is None:
-            return
-        given = bearer_token(authorization)
-        if given is None or not hmac.compare_digest(given.encode(), self.token.encode()):
-            raise Unauthorized("this server needs 'Authorization: Bearer <token>' (MEMFLASK_TOKEN)")
+    def check_token(self, authorization: Optional[str]) -> Optional[Grant]:
+        """What `Authorization: Bearer <token>` may do (Unauthorized without a valid
+        token); None when no token is needed."""
+        if self.tokens is None:
+            return None
+        return self.tokens.grant_for(authorization)
 
     def check_not_cross_site(self, origin: Optional[str], fetch_site: Optional[str]) -> None:
         """Refuse a write a browser sends for another site (CSRF), unless its Origin is allowed.

@@ -155,6 +155,12 @@ class CrossSite(Forbidden):
     pass
 
 
+class OutOfScope(Forbidden):
+    """A scoped token's request outside its key prefix or its rights."""
+
+    code = "out_of_scope"
+
+
 # -- the item or the verb ------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
-from ..core.errors import Refusal, from_werkzeug
+from ..core.errors import OutOfScope, Refusal, from_werkzeug
 from . import openapi
 from .pipeline import Answer, answer_verb, check_access, render_refusal
 from .state import AppState
@@ -18,6 +18,8 @@ bp = Blueprint("api", __name__)
 PUBLIC_ENDPOINTS = frozenset({"api.healthz", "dashboard.page", "dashboard.static"})
 # The pipeline checks access itself, so the hot path and this view check the same way.
 PIPELINE_ENDPOINTS = frozenset({"api.dispatch"})
+# Routes for admin tokens only (a scoped token gets 403): the whole server's figures.
+ADMIN_ENDPOINTS = frozenset({"api.metrics", "dashboard.about"})
 
 
 def state() -> AppState:
@@ -26,15 +28,18 @@ def state() -> AppState:
 
 @bp.before_app_request
 def guard() -> None:
-    """Before every other route: the Host allowlist, then the bearer token."""
+    """Before every other route: the Host allowlist, then the bearer token and its
+    rights."""
     endpoint = request.endpoint
     if endpoint in PIPELINE_ENDPOINTS:
         return
     environ = request.environ
     if endpoint in PUBLIC_ENDPOINTS:
         state().access.check_host(environ.get("HTTP_HOST"))
-    else:
-        check_access(state(), environ)
+        return
+    grant = check_access(state(), environ)
+    if grant is not None and not grant.admin and endpoint in ADMIN_ENDPOINTS:
+        raise OutOfScope(f"{request.path} is for admin tokens (token {grant.name!r} is not)")
 
 
 @bp.route("/healthz", methods=["GET", "HEAD"], provide_automatic_options=False)

@@ -27,6 +27,8 @@ from ..core.errors import (
 )
 from ..core.fields import parse_form, parse_json
 from ..core.headers import Conditions, entity_tag, prefers_representation
+from ..core.tokens import Grant
+from .request_log import TOKEN_NAME
 from .state import AppState
 
 FORM = "application/x-www-form-urlencoded"
@@ -46,28 +48,38 @@ class Answer(NamedTuple):
 def answer_verb(state: AppState, environ: dict[str, Any], verb: str) -> Answer:
     """Check access, run `verb` on the request in `environ`, and render its result."""
     try:
-        command = admit(state, environ, verb)
+        command, grant = admit(state, environ, verb)
     except Refusal as error:
         return render(refused(error))
     started = time.perf_counter()
     try:
-        result = run(command, state.store, read_params(environ, command, state))
+        params = read_params(environ, command, state)
+        params.grant = grant
+        result = run(command, state.store, params)
     except Refusal as error:  # refused while reading the request itself
         result = refused(error)
     state.metrics.observe(verb, result.status, time.perf_counter() - started)
     return render(result)
 
 
-def check_access(state: AppState, environ: dict[str, Any]) -> None:
-    """The Host allowlist, then the bearer token (every route but the public ones)."""
+def check_access(state: AppState, environ: dict[str, Any]) -> Optional[Grant]:
+    """The Host allowlist, then the bearer token (every route but the public ones): what
+    the request's token may do (None: no token is needed)."""
     state.access.check_host(environ.get("HTTP_HOST"))
-    if state.access.token is not None:
-        state.access.check_token(environ.get("HTTP_AUTHORIZATION"))
+    if state.access.tokens is None:
+        return None
+    grant = state.access.check_token(environ.get("HTTP_AUTHORIZATION"))
+    if grant is not None and grant.name:
+        environ[TOKEN_NAME] = grant.name  # for the request log (never the token)
+    return grant
 
 
-def admit(state: AppState, environ: dict[str, Any], verb: str) -> type[Command]:
-    """The command for `verb`, once the request may run it; raise a Refusal otherwise."""
-    check_access(state, environ)
+def admit(
+    state: AppState, environ: dict[str, Any], verb: str
+) -> tuple[type[Command], Optional[Grant]]:
+    """The command for `verb` and the request's grant, once the request may run it;
+    raise a Refusal otherwise (the grant's scope is checked on the command's arguments)."""
+    grant = check_access(state, environ)
     command = state.context.registry.get(verb)
     if command is None:
         raise UnknownVerb(f"unknown verb {verb!r}")
@@ -77,7 +89,7 @@ def admit(state: AppState, environ: dict[str, Any], verb: str) -> type[Command]:
         state.access.check_not_cross_site(
             environ.get("HTTP_ORIGIN"), environ.get("HTTP_SEC_FETCH_SITE")
         )
-    return command
+    return command, grant
 
 
 def read_params(environ: dict[str, Any], command: type[Command], state: AppState) -> Params:
