@@ -32,7 +32,7 @@ REASONS = {
     304: "Not modified: the client holds this version",
     400: "Bad input; nothing changed",
     401: "Token missing or wrong",
-    403: "Host, or a cross-site Origin, refused",
+    403: "Host, a cross-site Origin, or a request outside the token's scope, refused",
     404: "No such key, or no such verb",
     409: "The key exists",
     412: "Precondition failed; nothing changed",
