@@ -20,6 +20,8 @@ def main() -> None:
         error.exit()
     try:
         serve(app)
+    except ConfigError as error:  # one waitress cannot serve (TLS_CERT set)
+        error.exit()
     except CannotListen as error:
         sys.exit(f"memflask: {error}")
 

@@ -20,6 +20,7 @@ each running concurrently.
 from __future__ import annotations
 
 import inspect
+import ssl
 from typing import Any, AsyncIterator, Callable, Generator, Optional, Sequence, Union
 
 import anyio
@@ -63,10 +64,12 @@ class AsyncClient(Verbs):
         dead_timeout: float = DEAD_TIMEOUT,
         ignore_unavailable: bool = False,
         remap_dead: bool = False,
+        ca_file: Optional[str] = None,
     ):
         """The sync Client's arguments: `url` one server or several, `timeout` seconds one
         call may take in all (None: no limit), `max_answer_bytes` the largest answer body
-        read, `max_connections` per server; memflask.sharding for the rest."""
+        read, `max_connections` per server, `ca_file` the CAs an https:// server is
+        verified by (default: the system's); memflask.sharding for the rest."""
         self.urls = server_urls(url)
         self.url = ",".join(self.urls)
         self.timeout = timeout
@@ -94,6 +97,7 @@ class AsyncClient(Verbs):
                 # The environment's proxies (HTTP_PROXY...) are for the web, not for a
                 # cache next to the app; the sync client (urllib3) ignores them too.
                 trust_env=False,
+                verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
             )
             for server in self.urls
         }

@@ -68,10 +68,11 @@ from .sharding import DEAD_AFTER, DEAD_TIMEOUT
 HASHED_KEY_MARKER = "sha256:"
 HASHED_KEY_BYTES = len(HASHED_KEY_MARKER) + 64
 # Client options -> the Flask-Caching settings that give them.
-NETWORK_SETTINGS = {
+CLIENT_SETTINGS = {
     "timeout": "CACHE_MEMFLASK_TIMEOUT",
     "max_answer_bytes": "CACHE_MEMFLASK_MAX_ANSWER_BYTES",
     "lease": "CACHE_MEMFLASK_LEASE",
+    "ca_file": "CACHE_MEMFLASK_CA_FILE",
 }
 
 
@@ -103,6 +104,7 @@ class CachelibMemflaskCache(BaseCache):
         ignore_unavailable: bool = False,
         remap_dead: bool = False,
         lease: Optional[int] = None,
+        ca_file: Optional[str] = None,
         **options: Any,
     ):
         """`url`: one server, or several (a list, or separated by commas) whose keys are
@@ -121,6 +123,7 @@ class CachelibMemflaskCache(BaseCache):
             dead_timeout=dead_timeout,
             ignore_unavailable=ignore_unavailable,
             remap_dead=remap_dead,
+            ca_file=ca_file,
         )
         self.key_prefix = key_prefix or ""  # None, as cachelib's backends accept it
         if len(self.key_prefix.encode()) > MAX_KEY_BYTES - HASHED_KEY_BYTES:
@@ -290,7 +293,7 @@ def _flask_caching_backend() -> type:
                 key_prefix=config.get("CACHE_KEY_PREFIX"),
             )
             # Set only when given, so CACHE_OPTIONS' "timeout" still works.
-            for option, setting in NETWORK_SETTINGS.items():
+            for option, setting in CLIENT_SETTINGS.items():
                 if setting in config:
                     kwargs[option] = config[setting]
             return cls(*args, **kwargs)

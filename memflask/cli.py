@@ -121,7 +121,8 @@ def _serve_with_granian(overrides: dict[str, Any], workers: int) -> None:
 
 
 def _client_options(command: Callable) -> Callable:
-    """--url, --token, --timeout and --max-answer-bytes: the command's Client(**options)."""
+    """--url, --token, --ca-file, --timeout and --max-answer-bytes: the command's
+    Client(**options)."""
     command = click.option(
         "--max-answer-bytes",
         type=click.IntRange(min=1),
@@ -138,6 +139,14 @@ def _client_options(command: Callable) -> Callable:
     )(command)
     command = click.option(
         "--token", envvar="MEMFLASK_TOKEN", default=None, help="Bearer token [env: MEMFLASK_TOKEN]."
+    )(command)
+    command = click.option(
+        "--ca-file",
+        envvar="MEMFLASK_CA_FILE",
+        default=None,
+        type=click.Path(exists=True, dir_okay=False),
+        help="For https:// servers: the CA certificates (PEM) to verify them by, in place of "
+        "the system's [env: MEMFLASK_CA_FILE].",
     )(command)
     return click.option(
         "--url",

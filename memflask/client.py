@@ -89,12 +89,14 @@ class Client(Verbs):
         dead_timeout: float = DEAD_TIMEOUT,
         ignore_unavailable: bool = False,
         remap_dead: bool = False,
+        ca_file: Optional[str] = None,
     ):
         """`url`: one server, or several (a list, or separated by commas); `timeout`:
         seconds one call may take in all (None: no limit); `max_answer_bytes`: the largest
         answer body read; `max_connections`: per server. Several servers: see
         memflask.sharding for `dead_after`, `dead_timeout`, `ignore_unavailable` and
-        `remap_dead`."""
+        `remap_dead`. An https:// server's certificate is verified, by the system's CAs or
+        those in `ca_file` (PEM)."""
         self.urls = server_urls(url)
         self.url = ",".join(self.urls)
         self.timeout = timeout
@@ -107,17 +109,23 @@ class Client(Verbs):
             ignore_unavailable=ignore_unavailable,
             remap_dead=remap_dead,
         )
-        self._pools = {server: self._pool_for(server, max_connections) for server in self.urls}
+        self._pools = {
+            server: self._pool_for(server, max_connections, ca_file) for server in self.urls
+        }
         self._fanout: Optional[ThreadPoolExecutor] = None  # started by the first fan-out
         self._fanout_lock = threading.Lock()
 
-    def _pool_for(self, server: str, max_connections: int) -> urllib3.HTTPConnectionPool:
+    def _pool_for(
+        self, server: str, max_connections: int, ca_file: Optional[str]
+    ) -> urllib3.HTTPConnectionPool:
+        verified = {"ca_certs": ca_file} if ca_file and server.startswith("https:") else {}
         pool = urllib3.connection_from_url(
             server,
             maxsize=max_connections,
             block=False,
             timeout=urllib3.Timeout(total=self.timeout),
             retries=False,
+            **verified,
         )
         # Connections that send and read within each call's deadline (memflask.deadlines).
         pool.ConnectionCls = deadline_connection(pool.scheme)

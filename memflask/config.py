@@ -28,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "CLOCK": None,  # a callable returning Unix seconds; None = the real time (tests inject one)
     "TOKEN": None,  # when set, every route but /healthz needs "Authorization: Bearer <token>"
     "TOKENS_FILE": "",  # scoped tokens (relative: in the instance folder); "" = none
+    "TLS_CERT": "",  # granian: serve HTTPS with this certificate chain (PEM), and TLS_KEY
+    "TLS_KEY": "",  # its private key (PEM); both relative: in the instance folder
     "ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",  # Host names served (any port); "*": any
     "ALLOWED_ORIGINS": "",  # browser origins allowed to write, e.g. "https://app.example"
     "SNAPSHOT_PATH": "",  # warm restarts: a file (relative: in the instance folder); "" = off
@@ -45,6 +47,8 @@ TEXT_SETTINGS = (
     "APP_ENV",
     "TOKEN",
     "TOKENS_FILE",
+    "TLS_CERT",
+    "TLS_KEY",
     "ALLOWED_HOSTS",
     "ALLOWED_ORIGINS",
     "SNAPSHOT_PATH",
@@ -202,9 +206,10 @@ def validate(config: Config) -> None:
         config[name] = _whole_number(name, config[name], smallest, largest)
     if not isinstance(config["HOST"], str) or not config["HOST"]:
         raise ConfigError(f"HOST must be a host name or address, got {config['HOST']!r}")
-    for name in ("SNAPSHOT_PATH", "TOKENS_FILE"):
+    for name in ("SNAPSHOT_PATH", "TOKENS_FILE", "TLS_CERT", "TLS_KEY"):
         if not isinstance(config[name], str):
             raise ConfigError(f"{name} must be a file path, got {config[name]!r}")
+    _check_tls_files(config)
     url = config["STORE_URL"]
     if backend_for(url) is None:
         raise ConfigError(
@@ -234,6 +239,23 @@ def validate(config: Config) -> None:
         config["MAX_CONTENT_LENGTH"] = (
             BODY_BYTES_PER_VALUE_BYTE * config["MAX_VALUE_BYTES"] + BODY_OVERHEAD_BYTES
         )
+
+
+def _check_tls_files(config: Config) -> None:
+    if bool(config["TLS_CERT"]) != bool(config["TLS_KEY"]):
+        raise ConfigError("TLS_CERT and TLS_KEY go together: give both (or neither)")
+    for name in ("TLS_CERT", "TLS_KEY"):
+        path = tls_path(config, name)
+        if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            raise ConfigError(f"{name} must be a readable file (PEM), got {path}")
+
+
+def tls_path(config: Mapping[str, Any], name: str) -> Optional[str]:
+    """TLS_CERT's or TLS_KEY's file, absolute (relative: in the instance folder); None
+    when unset."""
+    if not config[name]:
+        return None
+    return os.path.join(config["INSTANCE_PATH"], config[name])
 
 
 def on_memory_store(store_url: Any) -> bool:

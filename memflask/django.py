@@ -96,7 +96,7 @@ class MemflaskCache(BaseCache):
             raise ImproperlyConfigured(
                 f"memflask.django.MemflaskCache: {error}. OPTIONS are memflask.client.Client's "
                 "(token, timeout, max_answer_bytes, max_connections, dead_after, dead_timeout, "
-                "ignore_unavailable, remap_dead), max_key_bytes and lease"
+                "ignore_unavailable, remap_dead, ca_file), max_key_bytes and lease"
             ) from error
         except ValueError as error:  # a LOCATION listing a server twice
             raise ImproperlyConfigured(f"memflask.django.MemflaskCache: {error}") from error

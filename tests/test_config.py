@@ -225,6 +225,8 @@ FORMS = {
     "MAX_SCAN_KEYS": ["0", "5000", "05000"],
     "TOKEN": ["s3cret", "123", "null", "true", "[1]"],
     "TOKENS_FILE": ["tokens.json", "123", ""],
+    "TLS_CERT": [""],  # with TLS_KEY: tests/serving/test_tls.py
+    "TLS_KEY": [""],
     "ALLOWED_HOSTS": ["a.example,.b.example", "*", "123", "null"],
     "ALLOWED_ORIGINS": ["https://app.example", "*", ""],
     "SNAPSHOT_PATH": ["cache.snapshot", "123", ""],

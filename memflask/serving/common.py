@@ -3,6 +3,7 @@ line, and the settings read without building an app."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Iterable, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,8 +34,9 @@ def startup_line(
     It ends with the instance folder, which Flask picks by where memflask is installed.
     """
     config = app.config
+    scheme = "https" if config["TLS_CERT"] else "http"
     urls = ", ".join(
-        f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
         for host, port in addresses
     )
     store = config["STORE_URL"]
@@ -52,6 +54,30 @@ def startup_line(
     threads = config["THREADS"] if threads is None else threads
     what += f", {threads} thread{'s' if threads != 1 else ''}; instance folder {app.instance_path}"
     return f"memflask {__version__} serving {urls} ({what})"
+
+
+def token_in_clear_warning(
+    config: Mapping[str, Any], addresses: Iterable[tuple[str, int]]
+) -> Optional[str]:
+    """The one warning line for tokens sent in clear on a network: a token is needed, TLS
+    is off, and an address is not loopback (None otherwise)."""
+    if config["TLS_CERT"] or (config["TOKEN"] is None and not config["TOKENS_FILE"]):
+        return None
+    exposed = [host for host, _ in addresses if not _loopback(host)]
+    if not exposed:
+        return None
+    return (
+        f"memflask: warning: tokens travel in clear to {', '.join(exposed)}: anyone on the "
+        "path can read them. Serve HTTPS (memflask serve --server granian --tls-cert FILE "
+        "--tls-key FILE) or put a TLS proxy in front"
+    )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _without_password(url: str) -> str:

@@ -23,6 +23,7 @@ import multiprocessing.util
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from flask import Flask
@@ -38,6 +39,7 @@ from .common import (
     read_settings,
     request_head_limit,
     startup_line,
+    token_in_clear_warning,
 )
 from .fd_limits import connections_that_fit
 
@@ -120,7 +122,14 @@ def granian_options(settings: Mapping[str, Any], workers: int = 1) -> dict[str, 
         # then granian kills the worker, and its last snapshot save is lost. granian's
         # default is to wait forever, also for a worker that missed the signal.
         "workers_kill_timeout": int(DRAIN_SECONDS),
+        # HTTPS by granian's own TLS (rustls: TLS 1.2 and 1.3, none older).
+        "ssl_cert": _path_or_none(config.tls_path(settings, "TLS_CERT")),
+        "ssl_key": _path_or_none(config.tls_path(settings, "TLS_KEY")),
     }
+
+
+def _path_or_none(path: Optional[str]) -> Optional[Path]:
+    return None if path is None else Path(path)
 
 
 def blocking_threads(settings: Mapping[str, Any]) -> int:
@@ -163,6 +172,9 @@ def load_app(overrides: Mapping[str, Any]) -> Flask:
     app = prepare_worker(create_app(settings=overrides))
     addresses = [(app.config["HOST"], app.config["PORT"])]
     print(startup_line(app, addresses, blocking_threads(app.config)), file=sys.stderr, flush=True)
+    warning = token_in_clear_warning(app.config, addresses)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     return app
 
 

@@ -16,9 +16,16 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.task import WSGITask
 
+from ..config import ConfigError
 from ..limits import MIB
 from ..log_filters import CONNECTION_LIMIT_LEFT, CONNECTION_LIMIT_REACHED, QUEUE_WARNINGS
-from .common import CONNECTION_LIMIT, DRAIN_SECONDS, request_head_limit, startup_line
+from .common import (
+    CONNECTION_LIMIT,
+    DRAIN_SECONDS,
+    request_head_limit,
+    startup_line,
+    token_in_clear_warning,
+)
 from .fd_limits import connections_that_fit
 from .waitress_channel import BoundedOutputChannel, stalled_connections_sweeper
 
@@ -266,16 +273,21 @@ class Serving:
     """
 
     def __init__(self, app: Flask, **overrides: Any):
+        if app.config["TLS_CERT"]:
+            raise ConfigError(
+                "TLS_CERT is set, but waitress has no TLS: serve HTTPS with memflask serve "
+                "--server granian, or unset TLS_CERT and TLS_KEY and put a TLS proxy in front"
+            )
         self.app = app
         self.server = GracefulServer(app, **overrides)
 
     def print_listen(self, format_string: str) -> None:
         """Say where and what is served, once, on stderr (flushed: a pipe buffers stdout)."""
-        print(
-            startup_line(self.app, listening_addresses(self.server.server)),
-            file=sys.stderr,
-            flush=True,
-        )
+        addresses = listening_addresses(self.server.server)
+        print(startup_line(self.app, addresses), file=sys.stderr, flush=True)
+        warning = token_in_clear_warning(self.app.config, addresses)
+        if warning is not None:
+            print(warning, file=sys.stderr, flush=True)
 
     def run(self) -> None:
         """Serve until SIGTERM or SIGINT, answer what is in flight, save, and return.
