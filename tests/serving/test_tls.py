@@ -17,7 +17,13 @@ from click.testing import CliRunner
 
 from memflask.aio import AsyncClient
 from memflask.cli import main
-from memflask.client import Client, MemflaskConnectionError
+from memflask.client import (
+    Client,
+    MemflaskAuthenticationError,
+    MemflaskConnectionError,
+    MemflaskForbiddenError,
+)
+from memflask.core.tokens import add_token
 from memflask.serving.common import token_in_clear_warning
 from tests.harness.certificates import make_authority
 from tests.harness.servers import ROOT, free_port
@@ -39,10 +45,13 @@ def https_server(authorities, tmp_path_factory):
     ours = authorities[0]
     port = free_port()
     log = tmp_path_factory.mktemp("tls-log") / "server.log"
+    instance = tmp_path_factory.mktemp("tls-instance")
+    add_token(instance / "tokens.json", "app1", "app1:", "write")  # one scoped token at start
     environment = {
         **os.environ,
-        "MEMFLASK_INSTANCE_PATH": str(tmp_path_factory.mktemp("tls-instance")),
+        "MEMFLASK_INSTANCE_PATH": str(instance),
         "MEMFLASK_TOKEN": TOKEN,
+        "MEMFLASK_TOKENS_FILE": "tokens.json",
     }
     with open(log, "wb") as output:
         process = subprocess.Popen(
@@ -67,7 +76,7 @@ def https_server(authorities, tmp_path_factory):
         )
     try:
         wait_for_https(port, ours.ca_file, process, log)
-        yield f"https://127.0.0.1:{port}", port, log
+        yield f"https://127.0.0.1:{port}", port, log, instance / "tokens.json"
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -128,6 +137,27 @@ def test_the_framework_backends_round_trip_over_https(https_server, authorities)
     backend = MemflaskCache(https_server[0], {"OPTIONS": {"token": TOKEN, "ca_file": ca_file}})
     backend.set("django", [1, 2])
     assert backend.get("django") == [1, 2]
+
+
+def test_scoped_tokens_hold_over_https_and_a_new_one_is_taken_while_serving(
+    https_server, authorities
+):
+    url, ca_file = https_server[0], str(authorities[0].ca_file)
+    token = add_token(https_server[3], "app1-late", "app1:", "write")
+    with Client(url, token=token, ca_file=ca_file) as client:
+        deadline = time.monotonic() + 6  # taken within 6 s, by granian's worker too
+        while True:
+            try:
+                client.set("app1:k", "v")
+                break
+            except MemflaskAuthenticationError:
+                assert time.monotonic() < deadline, "the new token was not taken within 6 s"
+                time.sleep(0.2)
+        assert client.get("app1:k") == "v"
+        with pytest.raises(MemflaskForbiddenError):
+            client.set("app2:k", "v")
+        with pytest.raises(MemflaskForbiddenError):
+            client.stats()
 
 
 def test_a_certificate_from_another_ca_is_refused(https_server, authorities):
