@@ -11,6 +11,8 @@ import os
 import platform
 import time
 
+from .hit_ratio_bench import measure_hit_ratios
+from .hit_ratio_bench import print_section as print_hit_ratios
 from .http_bench import (
     CONNECTIONS,
     LATENCY_APPS,
@@ -68,6 +70,8 @@ def main() -> None:
     on_redis = measure_redis(seconds, rounds)
     shards = measure_shards(seconds, rounds)
     stampede = measure_stampede(2.0 if options.smoke else 10.0, rounds)
+    hit_objects = 10_000 if options.smoke else 1_000_000
+    hit_ratios = measure_hit_ratios(hit_objects)
     mix = measure_mix(sizes, operations, rounds)
     memory = {
         kind: bytes_per_item(kind, memory_items) for kind in ("memflask", "ttlcache", "ordereddict")
@@ -93,6 +97,8 @@ def main() -> None:
     print_shards(shards)
     print()
     print_stampede(stampede)
+    print()
+    print_hit_ratios(hit_ratios, hit_objects)
     print("\nStore alone\n")
     header = ("figure", "memflask", "reference", "reference", "ratio", "target")
     print_table([header, *store_rows(mix, sizes), *memory_rows(memory, memory_items)])
