@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 from urllib.parse import urlencode
 
-from .answers import error_from_answer
+from .answers import MemflaskServerError, error_from_answer
 from .calls import Call, Everywhere, Plan, Spread, Value
 
 
@@ -303,6 +303,11 @@ def _stats(parts: Sequence[tuple[str, Optional[dict]]]) -> dict:
     counters, and `commands` verb by verb), and each one's own under "servers"."""
     if len(parts) == 1:
         return parts[0][1] or {}
+    for url, stats in parts:
+        if stats is not None and not _summable(stats):
+            raise MemflaskServerError(
+                0, "unreadable_answer", f"{url} answered /stats with counts that are not integers"
+            )
     answered = [stats for _, stats in parts if stats is not None]
     summed: dict[str, Any] = {
         name: sum(stats[name] for stats in answered)
@@ -316,6 +321,18 @@ def _stats(parts: Sequence[tuple[str, Optional[dict]]]) -> dict:
                 commands[verb] = commands.get(verb, 0) + count
         summed["commands"] = dict(sorted(commands.items()))
     return {**summed, "servers": dict(parts)}
+
+
+def _summable(stats: Any) -> bool:
+    """Whether a server's /stats can be summed: an object whose counts (those it has: an
+    older server lacks newer ones) are integers, and `commands` verbs' too."""
+    if not isinstance(stats, dict):
+        return False
+    counts = [stats[name] for name in SUMMED_STATS if name in stats]
+    commands = stats.get("commands", {})
+    if not isinstance(commands, dict):
+        return False
+    return all(type(count) is int for count in [*counts, *commands.values()])
 
 
 def _compared(status: int, body: bytes) -> bool:

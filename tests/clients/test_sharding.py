@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
 import socket
 import threading
 import time
@@ -15,7 +16,7 @@ import pytest
 
 from memflask import create_app
 from memflask.aio import AsyncClient
-from memflask.client import Client, MemflaskConnectionError, MemflaskTimeout
+from memflask.client import Client, MemflaskConnectionError, MemflaskServerError, MemflaskTimeout
 from memflask.placement import server_for
 from tests.harness.servers import LiveServer
 
@@ -234,3 +235,50 @@ def test_the_async_client_spreads_and_sets_aside_alike(servers):
                     await cache.stats()  # every server's, and one is set aside
 
     asyncio.run(scenario())
+
+
+@contextlib.contextmanager
+def stats_server(answer: bytes) -> Iterator[str]:
+    """A server on loopback that answers every request 200 with `answer` as JSON."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b'{"keyCount": "many"}', b'{"hits": 1.5}', b'{"commands": {"get": "x"}}', b"[1, 2]"],
+    ids=["text-count", "float-count", "text-verb-count", "not-an-object"],
+)
+def test_summed_stats_refuse_a_server_whose_counts_are_not_integers(servers, answer):
+    with stats_server(answer) as odd:
+        cache = Client([url(servers[0]), odd])
+        with cache, pytest.raises(MemflaskServerError, match="not integers"):
+            cache.stats()
+
+
+def test_summed_stats_take_a_server_that_lacks_newer_counts(servers):
+    with stats_server(b'{"keyCount": 2, "commands": {"get": 1}}') as older:
+        cache = Client([url(servers[0]), older])
+        with cache:
+            stats = cache.stats()
+    assert stats["keyCount"] == 2 + key_count(servers[0])
+    assert "leases" not in stats  # summed only where every server has it
