@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Optional
 
+from .. import limits
 from .errors import Unauthorized
 from .headers import bearer_token
 
@@ -38,7 +39,8 @@ RIGHTS = ("read", "write", "admin")
 # A tokens file this large is refused: 10,000 tokens take about 1.7 MB.
 MAX_TOKENS_FILE_BYTES = 4 * 1024 * 1024
 MAX_TOKENS = 10_000
-MAX_PREFIX_BYTES = 250  # no key is longer (MAX_KEY_BYTES's default)
+# No key is longer than this: a longer prefix could match none.
+MAX_PREFIX_BYTES = limits.MAX_KEY_BYTES
 # A server looks at the tokens file this often (a stat), and reads it again if it changed.
 RELOAD_SECONDS = 1.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
