@@ -11,7 +11,7 @@ from flask.cli import NoAppException
 
 from . import limits
 from .limits import MIB
-from .store import backend_for
+from .store import EVICTION_POLICIES, backend_for
 
 DEFAULTS: dict[str, Any] = {
     "HOST": "127.0.0.1",  # loopback unless the operator widens it
@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_KEY_BYTES": limits.MAX_KEY_BYTES,
     "MAX_VALUE_BYTES": limits.MAX_VALUE_BYTES,
     "MAX_BYTES": limits.MAX_BYTES,  # keys + values held, 0 = no cap
+    "EVICTION": "lru",  # which items go first when full: lru (the original's) or s3fifo
     "MAX_BATCH": limits.MAX_BATCH,  # commands per /batch, keys per /mget
     "MAX_ANSWER_BYTES": limits.MAX_ANSWER_BYTES,  # the largest /batch, /mget or /keys answer
     "MAX_SCAN_KEYS": limits.MAX_SCAN_KEYS,  # what a /batch's scans may examine
@@ -45,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
 TEXT_SETTINGS = (
     "HOST",
     "APP_ENV",
+    "EVICTION",
     "TOKEN",
     "TOKENS_FILE",
     "TLS_CERT",
@@ -218,6 +220,15 @@ def validate(config: Config) -> None:
         )
     if config["SNAPSHOT_PATH"] and not on_memory_store(url):
         raise ConfigError("SNAPSHOT_PATH is for the memory store; Redis keeps its own data")
+    if config["EVICTION"] not in EVICTION_POLICIES:
+        raise ConfigError(
+            f"EVICTION must be one of {', '.join(EVICTION_POLICIES)}, got {config['EVICTION']!r}"
+        )
+    if config["EVICTION"] != "lru" and not on_memory_store(url):
+        raise ConfigError(
+            "EVICTION is for the memory store; on Redis, set its maxmemory-policy "
+            "(allkeys-lfu is its scan-resistant one)"
+        )
     if not isinstance(config["STORE_PREFIX"], str) or not config["STORE_PREFIX"]:
         raise ConfigError(
             f"STORE_PREFIX must be a non-empty string, got {config['STORE_PREFIX']!r}"

@@ -107,6 +107,9 @@ def test_instance_config_then_environment(tmp_path, monkeypatch):
         ("MAX_ANSWER_BYTES", "1024"),
         ("MAX_SCAN_KEYS", "-1"),
         ("THREADS", "0"),
+        ("EVICTION", "lfu"),
+        ("EVICTION", "LRU"),
+        ("EVICTION", ""),
     ],
 )
 def test_bad_setting_stops_start_up_naming_it(monkeypatch, name, value):
@@ -220,6 +223,7 @@ FORMS = {
     "MAX_KEY_BYTES": ["12", "012"],
     "MAX_VALUE_BYTES": ["4096", " 4096 "],
     "MAX_BYTES": ["0", "4096", "04096"],
+    "EVICTION": ["lru", "s3fifo"],
     "MAX_BATCH": ["7", "007"],
     "MAX_ANSWER_BYTES": ["65536", " 1048576 ", "016777216"],
     "MAX_SCAN_KEYS": ["0", "5000", "05000"],

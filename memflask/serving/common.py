@@ -44,6 +44,7 @@ def startup_line(
         caps = [
             f"SIZE {config['SIZE'] or 'unlimited'}",
             f"MAX_BYTES {config['MAX_BYTES'] or 'unlimited'}",
+            f"EVICTION {config['EVICTION']}",
         ]
         what = f"memory store, {', '.join(caps)}"
         restored = app.extensions["memflask"].lifecycle.restored

@@ -1,6 +1,7 @@
-"""The cache's storage: the interface any backend implements (`base`), the in-memory LRU
-store (`memory`) and its snapshot file (`snapshot`); the Redis store is in `redis/`,
-imported only when it is used. STORE_URL's scheme picks the backend from `BACKENDS`.
+"""The cache's storage: the interface any backend implements (`base`), the in-memory
+store (`memory`), its eviction policies (`eviction`) and its snapshot file (`snapshot`);
+the Redis store is in `redis/`, imported only when it is used. STORE_URL's scheme picks
+the backend from `BACKENDS`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .base import (
     str_bytes,
     utf8_len,
 )
+from .eviction import EVICTION_POLICIES
 from .memory import MemoryStore
 
 
@@ -78,6 +80,7 @@ def make_store(settings: Mapping[str, Any]) -> Store:
 __all__ = [
     "BACKENDS",
     "DELETE",
+    "EVICTION_POLICIES",
     "EXPIRING_ITEM_BYTES",
     "EXPIRY_SECOND_BYTES",
     "INDEX_ENTRY_BYTES",

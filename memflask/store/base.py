@@ -73,13 +73,14 @@ class Item(float):
     and hash as their expiry instants: compare items with `is`, never `==`.
 
     A change function returns a new Item to store; the store then stamps its write
-    `version`. Stored items are not changed afterwards: every write stores a new one.
+    `version`. Stored items are not changed afterwards but for `uses`, the eviction policy's.
     """
 
-    __slots__ = ("value", "version")
+    __slots__ = ("uses", "value", "version")
 
     value: str
     version: int
+    uses: int
 
     def __new__(cls, value: str, expires_at: Optional[float] = None) -> Item:
         if expires_at is None:
@@ -89,6 +90,7 @@ class Item(float):
             item = _new_float(TtlItem if expires_at.__class__ is TtlDeadline else cls, expires_at)
         item.value = value
         item.version = 0
+        item.uses = 0
         return item
 
     @property
@@ -279,6 +281,7 @@ class Store(ABC):
 
     # Unix seconds now, as the store sees it (injected, so tests can control time).
     clock: Callable[[], float]
+    eviction: str  # /stats: the memory store's EVICTION, or "redis" (its maxmemory-policy)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Store:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from .base import (
     EXPIRING_ITEM_BYTES,
@@ -15,6 +15,9 @@ from .base import (
     Item,
     str_bytes,
 )
+
+if TYPE_CHECKING:
+    from .eviction import S3Fifo
 
 
 class ExpiryIndex:
@@ -33,9 +36,15 @@ class ExpiryIndex:
     # Index memory beyond what is counted that is never worth a rebuild (tests set 0).
     GARBAGE_FLOOR = 64 * 1024
 
-    def __init__(self, items: OrderedDict[str, Item], versions: Iterator[int]):
+    def __init__(
+        self,
+        items: OrderedDict[str, Item],
+        versions: Iterator[int],
+        policy: Optional[S3Fifo] = None,
+    ):
         self.items = items  # the store's own items, which `reclaim` removes from
         self.versions = versions  # the store's item versions (see `_start_due_second`)
+        self.policy = policy  # the store's eviction policy, told of what `reclaim` removes
         self.garbage_floor = self.GARBAGE_FLOOR
         self.clear()
 
@@ -201,8 +210,10 @@ class ExpiryIndex:
                 self.due_second, self.due_bucket, self.due_position = None, [0], 1
                 continue
             del items[key]
-            uncounted += str_bytes(key) + str_bytes(item.value) + EXPIRING_ITEM_BYTES
-            uncounted += self.unfile(item)
+            size = str_bytes(key) + str_bytes(item.value) + EXPIRING_ITEM_BYTES
+            uncounted += size + self.unfile(item)
+            if self.policy is not None:
+                self.policy.forgotten(item, size)
             reclaimed += 1
         return reclaimed, uncounted
 

@@ -25,19 +25,23 @@ from .base import (
     TtlItem,
     str_bytes,
 )
+from .eviction import LRU, S3FIFO, S3Fifo
 from .expiry_index import ExpiryIndex
 from .leases import LeaseTable
+from .memory_clock import MemoryClock
 from .memory_keyspace import MemoryKeyspace
 from .memory_leases import MemoryLeases
 from .scans import CursorSeal, ScanSnapshots
 
 
-class MemoryStore(MemoryLeases, MemoryKeyspace, Store):
-    """A thread-safe LRU store with per-item expiry, bounded by key count and by memory.
+class MemoryStore(MemoryLeases, MemoryKeyspace, MemoryClock, Store):
+    """A thread-safe store with per-item expiry, bounded by key count and by memory.
 
-    One lock guards everything. Items sit in an OrderedDict in recency order (most recent
-    last). MAX_BYTES bounds the memory they take: each item counts its key and value str
-    objects and its measured overhead (ITEM_BYTES, EXPIRING_ITEM_BYTES), and each whole
+    One lock guards everything. Items sit in an OrderedDict: in recency order (most recent
+    last) under the `lru` eviction policy; under `s3fifo` the policy keeps its queues in
+    that order and beside it (memflask.store.eviction). MAX_BYTES bounds the memory
+    they take: each item counts its key and value str objects and its measured overhead
+    (ITEM_BYTES, EXPIRING_ITEM_BYTES), and each whole
     second in which live items expire counts its bucket in the expiry index
     (memflask.store.expiry_index), which reclaims expired items, soonest first, before any
     live one is evicted, and in small steps on every write. The hot paths are written out
@@ -52,6 +56,7 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, Store):
         max_keys: int = 0,
         max_bytes: int = 0,
         clock: Optional[Callable[[], float]] = None,
+        eviction: str = LRU,
     ):
         self.max_keys = max_keys
         self.max_bytes = max_bytes
@@ -80,13 +85,20 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, Store):
         self._expired = 0
         # Bumped by every change to the items (see `changes`).
         self._changes = 0
-        self._index = ExpiryIndex(self._items, self._versions)
+        self.eviction = eviction
+        # None under lru, whose order is the items' own: a hit moves its key to the end.
+        self._policy = S3Fifo(self._items, max_keys, max_bytes) if eviction == S3FIFO else None
+        self._touch = self._items.move_to_end if self._policy is None else self._policy.touch
+        self._index = ExpiryIndex(self._items, self._versions, self._policy)
         self._leases = LeaseTable()
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> MemoryStore:
         return cls(
-            max_keys=settings["SIZE"], max_bytes=settings["MAX_BYTES"], clock=settings["CLOCK"]
+            max_keys=settings["SIZE"],
+            max_bytes=settings["MAX_BYTES"],
+            clock=settings["CLOCK"],
+            eviction=settings["EVICTION"],
         )
 
     # -- reads ---------------------------------------------------------------------------
@@ -115,7 +127,7 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, Store):
                         self._misses += 1
                         return None
                 self._hits += 1
-                self._items.move_to_end(key)
+                self._touch(key)
                 return item
             self._misses += 1
             return None
@@ -132,7 +144,7 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, Store):
                     self._misses += 1
                 else:
                     self._hits += 1
-                    self._items.move_to_end(key)
+                    self._touch(key)
                     found[key] = item
         return found
 
@@ -162,7 +174,7 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, Store):
                     self._misses += 1
                 else:
                     self._hits += 1
-                    items.move_to_end(key)
+                    self._touch(key)
             new = change(current, now)
             if new is None:
                 return current
@@ -191,44 +203,6 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, Store):
             self._follow_wall_steps(now)
         return now
 
-    def _monotonic(self) -> float:
-        monotonic = self._injected_monotonic
-        return time.monotonic() if monotonic is None else monotonic()
-
-    def _follow_wall_steps(self, now: float) -> bool:
-        """Keep TtlItems' instants `now`-relative if the wall clock stepped; True if it did.
-
-        A relative ttl runs by the monotonic clock: a TtlItem's instant is its monotonic
-        deadline plus _wall_offset (wall minus monotonic time when last in step). When that
-        difference moves by a step, every TtlItem's instant and the offset move by it, so
-        the seconds it has left stay; get() judges a TtlItem by the monotonic clock plus the
-        offset, right before and after. One pass over the items: a step is rare. Checked
-        by every write and every read but get() (each reads the wall clock anyway), so
-        /ttl, snapshots and the expiry index see instants on the wall clock's time. A
-        drift under WALL_STEP_SECONDS (clocks slewed apart: not on Linux, whose monotonic
-        clock is slewed with the wall clock) moves nothing until it adds up to one.
-        """
-        step = now - self._monotonic() - self._wall_offset
-        if -WALL_STEP_SECONDS < step < WALL_STEP_SECONDS:
-            return False
-        self._wall_offset += step
-        items = self._items
-        moved = [key for key, item in items.items() if item.__class__ is TtlItem and item < NEVER]
-        if not moved:
-            return False
-        for key in moved:
-            item = items[key]
-            items[key] = replacement = TtlItem(item.value, float(item) + step)
-            replacement.version = item.version
-        self._bytes += self._index.rebuild()  # items moved to other seconds
-        self._make_room(now)  # the seconds' buckets may have grown past MAX_BYTES
-        self._changes += 1
-        return True
-
-    def _start_following_wall_steps(self, now: float) -> None:
-        """Note wall minus monotonic time now: the first TtlItem is being stored."""
-        self._wall_offset = now - self._monotonic()
-
     def _live(self, key: str, now: float) -> Optional[Item]:
         """Return the item under `key`, reclaiming it instead if it has expired."""
         item = self._items.get(key)
@@ -246,10 +220,14 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, Store):
     def _forget(self, key: str, item: Item) -> None:
         """Uncount `item`, just taken out of the items (its index entry stays, stale)."""
         if item < NEVER:
-            self._bytes -= str_bytes(key) + str_bytes(item.value) + EXPIRING_ITEM_BYTES
+            size = str_bytes(key) + str_bytes(item.value) + EXPIRING_ITEM_BYTES
+            self._bytes -= size
             self._bytes -= self._index.forget(key, item, self._bytes)
         else:
-            self._bytes -= str_bytes(key) + str_bytes(item.value) + ITEM_BYTES
+            size = str_bytes(key) + str_bytes(item.value) + ITEM_BYTES
+            self._bytes -= size
+        if self._policy is not None:
+            self._policy.forgotten(item, size)
 
     def _store(self, key: str, item: Item, current: Optional[Item], now: float) -> Item:
         value = item.value
@@ -275,15 +253,19 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, Store):
         if expiring and self._wall_offset is None and item.__class__ is TtlItem:
             self._start_following_wall_steps(now)
         index = self._index
+        policy = self._policy
         if current is None:
             self._bytes += size
             if expiring:
                 self._bytes += index.file(key, item)
+            if policy is not None:
+                policy.admit(key, item, size)
         else:
-            items.move_to_end(key)  # cheaper than deleting and inserting again
+            if policy is None:
+                items.move_to_end(key)  # cheaper than deleting and inserting again
             current_value = current.value
             current_expiring = current < NEVER
-            self._bytes += size - (
+            grown = size - (
                 key_bytes  # the same key
                 + (
                     _ASCII_STR_BYTES + len(current_value)
@@ -292,6 +274,9 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, Store):
                 )
                 + (EXPIRING_ITEM_BYTES if current_expiring else ITEM_BYTES)
             )
+            self._bytes += grown
+            if policy is not None:
+                policy.rewritten(key, item, current, grown)
             if current_expiring:
                 second = int(current)
                 # The common rewrite, into the same second: its entry stands for both.
@@ -309,8 +294,9 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, Store):
 
     def _make_room(self, now: float) -> None:
         """Evict until within capacity: expired items first, then leases and stale copies
-        (oldest first), then the least recently used items."""
-        items = self._items
+        (oldest first), then the items the eviction policy picks (lru: the least recently
+        used)."""
+        items, policy = self._items, self._policy
         while (self.max_keys and len(items) > self.max_keys) or (
             self.max_bytes and self._bytes > self.max_bytes
         ):
@@ -319,7 +305,12 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, Store):
             if self.max_bytes and self._bytes > self.max_bytes and self._leases.entries:
                 self._bytes -= self._leases.drop_oldest()
                 continue
-            key, evicted = items.popitem(last=False)
+            if policy is None:
+                key, evicted = items.popitem(last=False)
+            else:
+                over_keys = bool(self.max_keys) and len(items) > self.max_keys
+                key = policy.victim(over_keys, self._bytes)
+                evicted = items.pop(key)
             self._forget(key, evicted)
             self._evictions += 1
 

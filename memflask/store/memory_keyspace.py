@@ -9,6 +9,7 @@ from collections import OrderedDict
 from typing import Callable, Iterable, Optional
 
 from .base import DELETE, Change, Item, ItemTooLarge, StoreStats
+from .eviction import S3Fifo
 from .expiry_index import ExpiryIndex
 from .leases import LeaseTable
 from .scans import MAX_SCANS, CursorSeal, ScanSnapshots, UnknownCursor, page_examines
@@ -32,6 +33,7 @@ class MemoryKeyspace:
     _wall_offset: Optional[float]
     _index: ExpiryIndex
     _leases: LeaseTable
+    _policy: Optional[S3Fifo]
     max_keys: int
     max_bytes: int
     _reclaim_expired: Callable[[float, Optional[int]], int]
@@ -55,6 +57,8 @@ class MemoryKeyspace:
             self._items.clear()
             self._bytes = 0
             self._index.clear()
+            if self._policy is not None:
+                self._policy.clear()
             self._leases.clear()
             self._wall_offset = None
             self._changes += 1

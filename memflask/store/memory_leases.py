@@ -28,6 +28,7 @@ class MemoryLeases:
     _live: Callable[[str, float], Optional[Item]]
     _forget: Callable[[str, Item], None]
     _make_room: Callable[[float], None]
+    _touch: Callable[[str], None]
     update: Callable[..., Optional[Item]]
 
     def get_leased(
@@ -39,7 +40,7 @@ class MemoryLeases:
             item = self._live(key, now)
             if item is not None:
                 self._hits += 1
-                self._items.move_to_end(key)
+                self._touch(key)
                 if (
                     recache_seconds is None
                     or item - now >= recache_seconds  # NEVER too: it never expires

@@ -73,6 +73,7 @@ class RedisStore(ItemLayout, Keyspace, RedisLeases, WatchedUpdates, Store):
     # What one stats() costs in a /batch's work budget (memflask/commands/server.py):
     # a script call on each shard, each taken as examining this many keys.
     STATS_EXAMINES = SHARDS * STATS_SHARD_EXAMINES
+    eviction = "redis"
 
     def __init__(
         self,

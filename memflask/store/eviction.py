@@ -1,0 +1,172 @@
+"""The memory store's eviction policies: `lru`, the items' own recency order (the
+original's), and `s3fifo`, scan-resistant, written here. bench/hit_ratio_bench.py
+measures both beside libCacheSim's algorithms; README "Eviction" says how they behave."""
+
+from __future__ import annotations
+
+from array import array
+from collections import OrderedDict, deque
+from typing import Optional
+
+from .base import Item, item_bytes
+
+LRU, S3FIFO = "lru", "s3fifo"
+EVICTION_POLICIES = (LRU, S3FIFO)
+
+# The ghost table's first size, in slots (8 bytes each).
+GHOST_FIRST_SLOTS = 1024
+
+# Item.uses under s3fifo: a main-queue item's count of reads, 0 to 3; a small-queue
+# item's is SMALL plus its count, 0 to PROMOTE_AT (what happens past that is the same).
+SMALL = 4
+PROMOTE_AT = 2  # reads in the small queue that move an item on to the main queue
+# uses after a read, by uses before it: counts stop at 3 (main) and PROMOTE_AT (small).
+READ = (1, 2, 3, 3, SMALL + 1, SMALL + 2, SMALL + 2)
+
+
+class S3Fifo:
+    """S3-FIFO (Yang et al., "FIFO queues are all you need for cache eviction", SOSP 2023),
+    as libCacheSim's S3FIFO runs it, over a MemoryStore's items.
+
+    A new item enters the small queue, a tenth of the cache. When it reaches that queue's
+    end, an item read twice or more since it came moves on to the main queue; any other is
+    evicted, and its key remembered in the ghost table, so that the key, written again
+    soon, enters the main queue directly. The main queue is a FIFO with reinsertion: an
+    item read since it was last passed goes around again, its count of reads (at most 3)
+    one lower; one unread is evicted. So keys read once (a scan, a batch job) pass through
+    the small queue without pushing out the keys read often.
+
+    Both queues are orders within the store's one OrderedDict of items, so every read
+    finds an item where it always did: new, promoted and reinserted items go to its end.
+    Which queue an item is in, and its count of reads, are its `uses` (see SMALL); the
+    small queue's order is a deque of keys beside the items, and the main queue is the
+    items' order with the small queue's items left out. A read hit moves nothing: it
+    counts a read on the item, and a rewrite counts as one too.
+
+    The ghost table holds the 64-bit hashes of the keys, direct-mapped: 8 bytes a slot,
+    no key kept (the S3-FIFO paper's own implementations keep hashes too), a slot for
+    each item held at least (a power of two; grown, starting empty, as the cache holds
+    more). A key evicted later pushes out whichever key shared its slot, so a key is
+    remembered for about as many evictions as the table has slots, where libCacheSim's
+    ghost, a FIFO of 90% of the cache's objects, remembers exactly that many; a false
+    match only lets a key skip the small queue.
+
+    The item just written is never the one its own write evicts (libCacheSim evicts
+    before it inserts). The store's lock guards the policy. What it holds beyond the
+    items (the deque's slots, the ghost table's) is within ITEM_BYTES, measured with it
+    (tests/store/test_memory_cap.py).
+    """
+
+    SMALL_SHARE = 0.1  # of the cache's keys, or of its bytes when MAX_BYTES is what is over
+    # Items one eviction may move along (promote or reinsert) before it evicts the item
+    # then at the end of its queue whatever its reads: libCacheSim's S3FIFO has no such
+    # bound, and after a long run of hits one eviction could move every item three times
+    # over (a second for a million keys) with the lock held.
+    MAX_MOVES = 1024
+
+    def __init__(self, items: OrderedDict[str, Item], max_keys: int, max_bytes: int):
+        self.items = items
+        self.main_keys = max_keys * (1 - self.SMALL_SHARE)  # the main queue's share
+        self.main_bytes = max_bytes * (1 - self.SMALL_SHARE)
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget the queues and the ghost table (the store was flushed, or is new)."""
+        # The small queue's keys, oldest first, and keys since deleted from it (skipped).
+        self.small: deque[str] = deque()
+        self.small_keys = 0  # the small queue's items
+        self.small_bytes = 0  # the same, as MAX_BYTES counts them
+        self.ghost = array("q", bytes(8 * GHOST_FIRST_SLOTS))
+        self.ghost_mask = GHOST_FIRST_SLOTS - 1
+        self.written: Optional[str] = None  # the key last written: never the victim
+
+    def touch(self, key: str) -> None:
+        """A read hit: count it."""
+        item = self.items[key]
+        item.uses = READ[item.uses]
+
+    def admit(self, key: str, item: Item, size: int) -> None:
+        """A new item, just stored under `key` (at the items' end), of `size` bytes."""
+        self.written = key
+        if len(self.items) > len(self.ghost):
+            self._grow_ghost()
+        code = hash(key)
+        if self.ghost[code & self.ghost_mask] == code:
+            self.ghost[code & self.ghost_mask] = 0
+            return  # into the main queue: where it stands, uses 0
+        item.uses = SMALL
+        self.small.append(key)
+        self.small_keys += 1
+        self.small_bytes += size
+
+    def rewritten(self, key: str, item: Item, current: Item, grown: int) -> None:
+        """`item` replaced `current` in its place, `grown` bytes larger: a read too."""
+        self.written = key
+        item.uses = READ[current.uses]
+        if current.uses >= SMALL:
+            self.small_bytes += grown
+
+    def forgotten(self, item: Item, size: int) -> None:
+        """`item`, of `size` bytes, left the items (deleted, expired, evicted)."""
+        if item.uses >= SMALL:
+            self.small_keys -= 1
+            self.small_bytes -= size
+            if len(self.small) > 2 * self.small_keys + 1024:
+                self._compact()
+
+    def victim(self, over_keys: bool, counted_bytes: int) -> str:
+        """The key to evict now: from the main queue if it holds more than its share (by
+        keys if SIZE is what is over, else by bytes) or the small queue is empty, else
+        from the small queue, its key remembered in the ghost table. Items passed on the
+        way move along: promoted from the small queue, or around the main one."""
+        items, small, written = self.items, self.small, self.written
+        if over_keys:
+            main_over = len(items) - self.small_keys > self.main_keys
+        else:
+            main_over = counted_bytes - self.small_bytes > self.main_bytes
+        moves = self.MAX_MOVES
+        while small and not main_over:
+            key = small.popleft()
+            item = items.get(key)
+            if item is None or item.uses < SMALL:
+                continue  # deleted from the small queue since (maybe written again)
+            if key == written:  # nothing older is left in the small queue
+                small.appendleft(key)
+                break
+            if item.uses < SMALL + PROMOTE_AT or not moves:
+                code = hash(key)  # (forgotten() counts it out of the small queue)
+                self.ghost[code & self.ghost_mask] = code
+                return key
+            item.uses = 0
+            self.small_keys -= 1
+            self.small_bytes -= item_bytes(key, item.value, item.expires_at)
+            items.move_to_end(key)
+            moves -= 1
+        while True:
+            key = next(iter(items))
+            item = items[key]
+            if key == written and len(items) > 1:
+                items.move_to_end(key)
+                continue
+            if not item.uses or moves <= 0:
+                return key
+            if item.uses < SMALL:
+                item.uses -= 1
+            items.move_to_end(key)  # (a small-queue item only out of the main queue's way)
+            moves -= 1
+
+    def _grow_ghost(self) -> None:
+        """Double the ghost table (empty) to a slot per item."""
+        slots = 1 << (len(self.items) - 1).bit_length()
+        self.ghost = array("q", bytes(8 * slots))
+        self.ghost_mask = slots - 1
+
+    def _compact(self) -> None:
+        """Drop the small queue's keys deleted since they came, once they are half of it."""
+        items, kept, seen = self.items, deque(), set()
+        for key in self.small:
+            item = items.get(key)
+            if item is not None and item.uses >= SMALL and key not in seen:
+                seen.add(key)
+                kept.append(key)
+        self.small = kept
