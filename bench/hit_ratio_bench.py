@@ -1,27 +1,34 @@
-"""Hit ratios: the same request sequences through memflask's store and through
-libCacheSim's eviction algorithms at the same capacity (issue "hit ratio beyond plain
-LRU": the baseline its policy is chosen by).
+"""Hit ratios: the same request sequences through memflask's store, under each of its
+eviction policies, and through libCacheSim's eviction algorithms at the same capacity.
 
 `python -m bench` runs this section with the rest; `python -m bench.hit_ratio_bench
 [--smoke]` runs it alone. Each workload is a Zipf(alpha) sequence over OBJECTS objects
 (libCacheSim's own generator, a fixed seed), REQUESTS_PER_OBJECT requests an object,
 optionally with one-time scans: SCANS runs of never-seen objects, each as many as the
 cache holds, at even intervals (a batch job, a crawler). A cache of 1% and 10% of the
-objects, counted in objects. memflask's store replays it through the API the commands
-use: `get`, and on a miss a write (set-on-miss), SIZE as its capacity. No trace file is
-kept: the sequences are made at each run.
+objects, counted in objects; and a Zipf 1 workload whose objects' sizes vary (16 B to
+64 KiB, a log-normal spread) in a cache of 1% and 10% of their bytes. memflask's store
+replays each through the API the commands use: `get`, and on a miss a write
+(set-on-miss), SIZE (or MAX_BYTES) as its capacity; libCacheSim's objects are given the
+sizes memflask counts for them. No trace file is kept: the sequences are made at each run.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
+import json
+import random
+import subprocess
+import sys
 import time
 from typing import NamedTuple, Optional
 
-from memflask.store import Item, MemoryStore
+from memflask.store import EVICTION_POLICIES, ITEM_BYTES, Item, MemoryStore, str_bytes
 
 from .report import print_table
+from .store_bench import ROOT, _rss_bytes
 
 ALPHAS = (0.8, 1.0, 1.2)
 CACHE_SHARES = (0.01, 0.10)
@@ -35,27 +42,56 @@ REFERENCES = ("LRU", "S3FIFO", "WTinyLFU", "Sieve", "ARC")
 
 class Workload(NamedTuple):
     alpha: float
-    share: float  # the cache's size, as a share of the objects
+    share: float  # the cache's size, as a share of the objects (or of their bytes)
     scans: bool
+    sized: bool = False  # objects of varying sizes in a byte capacity (MAX_BYTES)
 
     @property
     def name(self) -> str:
         scans = ", scans" if self.scans else ""
-        return f"Zipf {self.alpha:g}, cache {self.share:.0%}{scans}"
+        what = "bytes" if self.sized else "cache"
+        sizes = ", sizes vary" if self.sized else ""
+        return f"Zipf {self.alpha:g}{sizes}, {what} {self.share:.0%}{scans}"
+
+
+class Run(NamedTuple):
+    hit_ratio: float
+    ops_per_second: float  # store calls: each get, and each write on a miss
 
 
 class Measured(NamedTuple):
     hit_ratios: dict[str, dict[str, float]]  # workload name -> algorithm -> hit ratio
-    memflask_ops_per_second: dict[str, float]  # workload name -> store ops/s
+    speeds: dict[str, dict[str, float]]  # workload name -> memflask policy -> store ops/s
+    bytes_per_item: dict[str, float]  # memflask policy -> RSS per item held
 
 
 def workloads() -> list[Workload]:
-    return [
+    counted = [
         Workload(alpha, share, scans)
         for scans in (False, True)
         for alpha in ALPHAS
         for share in CACHE_SHARES
     ]
+    return counted + [
+        Workload(1.0, share, scans, sized=True) for scans in (False, True) for share in CACHE_SHARES
+    ]
+
+
+# The sized workloads' value lengths, taken by object id: a seeded log-normal spread
+# (median about 400 bytes), 16 bytes to 64 KiB.
+_LENGTHS = random.Random(SEED)
+VALUE_LENGTHS = [
+    min(64 * 1024, max(16, int(_LENGTHS.lognormvariate(6, 1.5)))) for _ in range(65_536)
+]
+
+
+def value_length(number: int) -> int:
+    return VALUE_LENGTHS[number % len(VALUE_LENGTHS)]
+
+
+def object_bytes(number: int) -> int:
+    """What memflask counts for object `number` in the sized workloads (key and value)."""
+    return str_bytes(str(number)) + str_bytes("") + value_length(number) + ITEM_BYTES
 
 
 def sequence(workload: Workload, objects: int) -> list[int]:
@@ -69,45 +105,57 @@ def sequence(workload: Workload, objects: int) -> list[int]:
     ids = [request.obj_id for request in generator]
     if not workload.scans:
         return ids
-    capacity = cache_size(workload, objects)
+    scan_length = cache_objects(workload, objects)
     step = len(ids) // (SCANS + 1)
     with_scans: list[int] = []
     fresh = objects * 10  # ids no Zipf request names
     for number in range(SCANS + 1):
         with_scans += ids[number * step : (number + 1) * step]
         if number < SCANS:
-            with_scans += range(fresh, fresh + capacity)
-            fresh += capacity
+            with_scans += range(fresh, fresh + scan_length)
+            fresh += scan_length
     return with_scans
 
 
-def cache_size(workload: Workload, objects: int) -> int:
+def cache_objects(workload: Workload, objects: int) -> int:
+    """About as many objects as the cache holds."""
     return max(1, int(objects * workload.share))
 
 
-def memflask_hit_ratio(ids: list[int], capacity: int) -> tuple[float, float]:
-    """memflask's store, SIZE `capacity`: get, and set on a miss. (hit ratio, ops/s)."""
-    store = MemoryStore(max_keys=capacity, max_bytes=0)
-    get, update = store.get, store.update
+def capacity(workload: Workload, objects: int) -> int:
+    """The cache's capacity: in objects, or for sized workloads in bytes."""
+    if not workload.sized:
+        return cache_objects(workload, objects)
+    return int(workload.share * sum(object_bytes(number) for number in range(objects)))
 
-    def fill(current: object, now: float) -> Item:
-        return Item("v")
+
+def memflask_run(workload: Workload, ids: list[int], capacity: int, eviction: str) -> Run:
+    """memflask's store under `eviction`, SIZE (or MAX_BYTES) `capacity`: get, and set on a
+    miss."""
+    if workload.sized:
+        store = MemoryStore(max_bytes=capacity, eviction=eviction)
+    else:
+        store = MemoryStore(max_keys=capacity, max_bytes=0, eviction=eviction)
+    get, update = store.get, store.update
+    sized = workload.sized
 
     hits = 0
     started = time.perf_counter()
     for number in ids:
         key = str(number)
-        if get(key) is None:
-            update(key, fill)
-        else:
+        if get(key) is not None:
             hits += 1
+        else:
+            item = Item("x" * value_length(number) if sized else "v")
+            update(key, lambda current, now, item=item: item)
     seconds = time.perf_counter() - started
     misses = len(ids) - hits
-    return hits / len(ids), (len(ids) + misses) / seconds
+    return Run(hits / len(ids), (len(ids) + misses) / seconds)
 
 
-def reference_hit_ratio(name: str, ids: list[int], capacity: int) -> float:
-    """libCacheSim's `name` algorithm, `capacity` objects of size 1."""
+def reference_hit_ratio(name: str, workload: Workload, ids: list[int], capacity: int) -> float:
+    """libCacheSim's `name` algorithm at `capacity`, objects sized as memflask counts them
+    (size 1 in the workloads counted in objects)."""
     import libcachesim
 
     cache = getattr(libcachesim, name)(cache_size=capacity)
@@ -116,8 +164,40 @@ def reference_hit_ratio(name: str, ids: list[int], capacity: int) -> float:
     hits = 0
     for number in ids:
         request.obj_id = number
+        if workload.sized:
+            request.obj_size = object_bytes(number)
         hits += bool(cache.get(request))
     return hits / len(ids)
+
+
+def bytes_per_item(eviction: str, objects: int) -> float:
+    """In a fresh process: RSS growth per item held, beyond its key and value strings, of a
+    store at 10% of the objects after the Zipf 1 sequence with scans."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.hit_ratio_bench", "--memory", eviction, str(objects)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)["bytes_per_item"]
+
+
+def _memory_child(eviction: str, objects: int) -> None:
+    workload = Workload(1.0, 0.1, scans=True)
+    ids = sequence(workload, objects)
+    keys = [str(number) for number in ids]
+    gc.collect()
+    before = _rss_bytes()
+    store = MemoryStore(max_keys=cache_objects(workload, objects), max_bytes=0, eviction=eviction)
+    for key in keys:
+        if store.get(key) is None:
+            store.update(key, lambda current, now: Item("v"))
+    del keys
+    gc.collect()
+    held = store.export()
+    strings = sum(str_bytes(key) + str_bytes(value) for key, value, _ in held)
+    print(json.dumps({"bytes_per_item": (_rss_bytes() - before - strings) / len(held)}))
 
 
 def available() -> bool:
@@ -130,16 +210,19 @@ def measure_hit_ratios(objects: int) -> Optional[Measured]:
     if not available():
         return None
     ratios: dict[str, dict[str, float]] = {}
-    speeds: dict[str, float] = {}
+    speeds: dict[str, dict[str, float]] = {}
     for workload in workloads():
         ids = sequence(workload, objects)
-        capacity = cache_size(workload, objects)
-        ratio, speed = memflask_hit_ratio(ids, capacity)
-        ratios[workload.name] = {"memflask": ratio}
-        speeds[workload.name] = speed
+        size = capacity(workload, objects)
+        runs = {
+            eviction: memflask_run(workload, ids, size, eviction) for eviction in EVICTION_POLICIES
+        }
+        ratios[workload.name] = {eviction: run.hit_ratio for eviction, run in runs.items()}
+        speeds[workload.name] = {eviction: run.ops_per_second for eviction, run in runs.items()}
         for name in REFERENCES:
-            ratios[workload.name][name] = reference_hit_ratio(name, ids, capacity)
-    return Measured(ratios, speeds)
+            ratios[workload.name][name] = reference_hit_ratio(name, workload, ids, size)
+    memory = {eviction: bytes_per_item(eviction, objects) for eviction in EVICTION_POLICIES}
+    return Measured(ratios, speeds, memory)
 
 
 def print_section(result: Optional[Measured], objects: int) -> None:
@@ -149,28 +232,54 @@ def print_section(result: Optional[Measured], objects: int) -> None:
     print(
         f"Hit ratios (%): Zipf sequences over {objects:,} objects, {REQUESTS_PER_OBJECT} "
         f"requests an object, set on a miss; with scans: {SCANS} one-time scans of as many "
-        "new objects as the cache holds. memflask's store (plain LRU) beside libCacheSim's "
-        "algorithms at the same capacity in objects\n"
+        "new objects as the cache holds. memflask's store under each EVICTION policy beside "
+        "libCacheSim's algorithms at the same capacity (in objects; for sizes that vary, in "
+        "bytes); store ops/s: gets and sets a second, in-process\n"
     )
-    header = ("workload", "memflask", *REFERENCES, "best - memflask", "memflask ops/s")
+    header = (
+        "workload",
+        *(f"memflask {eviction}" for eviction in EVICTION_POLICIES),
+        *REFERENCES,
+        "best - s3fifo",
+        "s3fifo - lru",
+        "ops/s lru",
+        "ops/s s3fifo",
+        "s3fifo / lru",
+    )
     rows = [header]
     for name, ratios in result.hit_ratios.items():
         best = max(ratios[reference] for reference in REFERENCES)
+        speeds = result.speeds[name]
         rows.append(
             (
                 name,
-                *(f"{100 * ratios[algorithm]:.2f}" for algorithm in ("memflask", *REFERENCES)),
-                f"{100 * (best - ratios['memflask']):+.2f}",
-                f"{result.memflask_ops_per_second[name]:,.0f}",
+                *(f"{100 * ratios[column]:.2f}" for column in (*EVICTION_POLICIES, *REFERENCES)),
+                f"{100 * (best - ratios['s3fifo']):+.2f}",
+                f"{100 * (ratios['s3fifo'] - ratios['lru']):+.2f}",
+                f"{speeds['lru']:,.0f}",
+                f"{speeds['s3fifo']:,.0f}",
+                f"{speeds['s3fifo'] / speeds['lru']:.2f}",
             )
         )
     print_table(rows)
+    memory = result.bytes_per_item
+    print(
+        f"\nBytes per item held (RSS, beyond its key and value; Zipf 1, cache 10%, scans): "
+        f"lru {memory['lru']:.0f}, s3fifo {memory['s3fifo']:.0f} "
+        f"({memory['s3fifo'] / memory['lru']:.2f}x)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.hit_ratio_bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="10,000 objects (CI)")
+    parser.add_argument(
+        "--memory", nargs=2, metavar=("EVICTION", "OBJECTS"), help=argparse.SUPPRESS
+    )
     options = parser.parse_args()
+    if options.memory:
+        _memory_child(options.memory[0], int(options.memory[1]))
+        return
     objects = 10_000 if options.smoke else OBJECTS
     print_section(measure_hit_ratios(objects), objects)
 

@@ -13,8 +13,8 @@ from .base import Item, item_bytes
 LRU, S3FIFO = "lru", "s3fifo"
 EVICTION_POLICIES = (LRU, S3FIFO)
 
-# The ghost table's first size, in slots (8 bytes each).
-GHOST_FIRST_SLOTS = 1024
+# The ghost table's first size, in slots (8 bytes each): it grows with the items held.
+GHOST_FIRST_SLOTS = 8
 
 # Item.uses under s3fifo: a main-queue item's count of reads, 0 to 3; a small-queue
 # item's is SMALL plus its count, 0 to PROMOTE_AT (what happens past that is the same).
@@ -45,13 +45,13 @@ class S3Fifo:
 
     The ghost table holds the 64-bit hashes of the keys, direct-mapped: 8 bytes a slot,
     no key kept (the S3-FIFO paper's own implementations keep hashes too), a slot for
-    every two items held at least (a power of two; grown, starting empty, as the cache
-    holds more). A key evicted later pushes out whichever key shared its slot, so a key
-    is remembered for about as many evictions as the table has slots, where libCacheSim's
-    ghost, a FIFO of 90% of the cache's objects, remembers exactly that many: tables of
-    half and twice the size gave hit ratios within 0.1 point of each other, and of an
-    exact FIFO's (bench/hit_ratio_bench.py's workloads). A false match only lets a key
-    skip the small queue.
+    each item held at least (a power of two; grown, starting empty, as the cache holds
+    more). A key evicted later pushes out whichever key shared its slot, so a key is
+    remembered for about as many evictions as the table has slots, where libCacheSim's
+    ghost, a FIFO of 90% of the cache's objects, remembers exactly that many (on the
+    bench's workloads, tables of half and twice the size gave hit ratios within 0.7
+    points, an exact FIFO within 0.3). A false match only lets a key skip the small
+    queue.
 
     The item just written is never the one its own write evicts (libCacheSim evicts
     before it inserts). The store's lock guards the policy. What it holds beyond the
@@ -80,7 +80,7 @@ class S3Fifo:
         self.small_bytes = 0  # the same, as MAX_BYTES counts them
         self.ghost = array("q", bytes(8 * GHOST_FIRST_SLOTS))
         self.ghost_mask = GHOST_FIRST_SLOTS - 1
-        self.ghost_outgrown = 2 * GHOST_FIRST_SLOTS  # items held that call for a larger table
+        self.ghost_outgrown = GHOST_FIRST_SLOTS  # items held past which it grows
         self.written: Optional[str] = None  # the key last written: never the victim
 
     def touch(self, key: str) -> None:
@@ -159,11 +159,11 @@ class S3Fifo:
             moves -= 1
 
     def _grow_ghost(self) -> None:
-        """Grow the ghost table (empty) to a slot for every two items held at least."""
-        slots = 1 << (len(self.items) // 2).bit_length()
+        """Grow the ghost table (empty) to a slot for every item held at least."""
+        slots = 1 << (len(self.items) - 1).bit_length()
         self.ghost = array("q", bytes(8 * slots))
         self.ghost_mask = slots - 1
-        self.ghost_outgrown = 2 * slots
+        self.ghost_outgrown = slots
 
     def _compact(self) -> None:
         """Drop the small queue's keys deleted since they came, once they are half of it."""

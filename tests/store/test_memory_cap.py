@@ -70,9 +70,7 @@ def measure_overheads(eviction: str = "lru") -> dict[str, float]:
     "item": no expiry; "expiring_item": an expiry, many items per second; "expiry_second":
     what each second's bucket adds, when every item expires in a second of its own.
     """
-    measured = {
-        kind: _run_child("measure", kind, eviction)["bytes_per_item"] for kind in EXPIRIES
-    }
+    measured = {kind: _run_child("measure", kind, eviction)["bytes_per_item"] for kind in EXPIRIES}
     return {
         "item": measured["item"],
         "expiring_item": measured["expiring_item"],
