@@ -20,6 +20,7 @@ GHOST_FIRST_SLOTS = 8
 # item's is SMALL plus its count, 0 to PROMOTE_AT (what happens past that is the same).
 SMALL = 4
 PROMOTE_AT = 2  # reads in the small queue that move an item on to the main queue
+PROMOTED = SMALL + PROMOTE_AT  # the uses of a small-queue item read that often
 # uses after a read, by uses before it: counts stop at 3 (main) and PROMOTE_AT (small).
 READ = (1, 2, 3, 3, SMALL + 1, SMALL + 2, SMALL + 2)
 
@@ -51,7 +52,8 @@ class S3Fifo:
     ghost, a FIFO of 90% of the cache's objects, remembers exactly that many (on the
     bench's workloads, tables of half and twice the size gave hit ratios within 0.7
     points, an exact FIFO within 0.3). A false match only lets a key skip the small
-    queue.
+    queue. Python's str hashes vary from process to process, and so do the collisions:
+    the same requests give hit ratios a few hundredths of a point apart.
 
     The item just written is never the one its own write evicts (libCacheSim evicts
     before it inserts). The store's lock guards the policy. What it holds beyond the
@@ -63,7 +65,7 @@ class S3Fifo:
     # Items one eviction may move along (promote or reinsert) before it evicts the item
     # then at the end of its queue whatever its reads: libCacheSim's S3FIFO has no such
     # bound, and after a long run of hits one eviction could move every item three times
-    # over (a second for a million keys) with the lock held.
+    # over (three million moves for a million keys) with the lock held.
     MAX_MOVES = 1024
 
     def __init__(self, items: OrderedDict[str, Item], max_keys: int, max_bytes: int):
@@ -131,12 +133,13 @@ class S3Fifo:
         while small and not main_over:
             key = small.popleft()
             item = items.get(key)
-            if item is None or item.uses < SMALL:
+            uses = -1 if item is None else item.uses
+            if uses < SMALL:
                 continue  # deleted from the small queue since (maybe written again)
             if key == written:  # nothing older is left in the small queue
                 small.appendleft(key)
                 break
-            if item.uses < SMALL + PROMOTE_AT or not moves:
+            if uses < PROMOTED or not moves:
                 code = hash(key)  # (forgotten() counts it out of the small queue)
                 self.ghost[code & self.ghost_mask] = code
                 return key
