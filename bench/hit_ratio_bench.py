@@ -186,14 +186,13 @@ def bytes_per_item(eviction: str, objects: int) -> float:
 def _memory_child(eviction: str, objects: int) -> None:
     workload = Workload(1.0, 0.1, scans=True)
     ids = sequence(workload, objects)
-    keys = [str(number) for number in ids]
     gc.collect()
     before = _rss_bytes()
     store = MemoryStore(max_keys=cache_objects(workload, objects), max_bytes=0, eviction=eviction)
-    for key in keys:
+    for number in ids:
+        key = str(number)  # made afresh, as a server parsing requests does
         if store.get(key) is None:
             store.update(key, lambda current, now: Item("v"))
-    del keys
     gc.collect()
     held = store.export()
     strings = sum(str_bytes(key) + str_bytes(value) for key, value, _ in held)
