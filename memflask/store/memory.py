@@ -39,13 +39,13 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, MemoryClock, Store):
 
     One lock guards everything. Items sit in an OrderedDict: in recency order (most recent
     last) under the `lru` eviction policy; under `s3fifo` the policy keeps its queues in
-    that order and beside it (memflask.store.eviction). MAX_BYTES bounds the memory
-    they take: each item counts its key and value str objects and its measured overhead
-    (ITEM_BYTES, EXPIRING_ITEM_BYTES), and each whole
-    second in which live items expire counts its bucket in the expiry index
-    (memflask.store.expiry_index), which reclaims expired items, soonest first, before any
-    live one is evicted, and in small steps on every write. The hot paths are written out
-    inline: each method call saved is a measurable share of an operation (see bench/).
+    that order and beside it (memflask.store.eviction). MAX_BYTES bounds the memory they
+    take: each item counts its key and value str objects and its measured overhead
+    (ITEM_BYTES, EXPIRING_ITEM_BYTES), and each whole second in which live items expire
+    counts its bucket in the expiry index (memflask.store.expiry_index), which reclaims
+    expired items, soonest first, before any live one is evicted, and in small steps on
+    every write. The hot paths are written out inline: each method call saved is a
+    measurable share of an operation (see bench/).
     """
 
     # How many expired items a single write reclaims on its way (Redis-like active expiry).
