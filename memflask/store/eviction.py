@@ -79,8 +79,15 @@ class S3Fifo:
 
     def clear(self) -> None:
         """Forget the queues and the ghost table (the store was flushed, or is new)."""
-        # The small queue's keys, oldest first, and keys since deleted from it (skipped).
+        # The small queue's keys, oldest first; and its dead entries: the entries of items
+        # that left it without coming to its front (deleted, expired, evicted from the main
+        # queue's loop), by key. A key's dead entries come before its live one, so an
+        # entry is skipped while its key has dead ones; a key written again in the
+        # meantime keeps its new place.
         self.small: deque[str] = deque()
+        self.dead: dict[str, int] = {}
+        self.dead_entries = 0
+        self.taken: Optional[str] = None  # the small-queue victim, its entry already gone
         self.small_keys = 0  # the small queue's items
         self.small_bytes = 0  # the same, as MAX_BYTES counts them
         self.ghost = array("q", bytes(8 * GHOST_FIRST_SLOTS))
@@ -114,12 +121,18 @@ class S3Fifo:
         if current.uses >= SMALL:
             self.small_bytes += grown
 
-    def forgotten(self, item: Item, size: int) -> None:
-        """`item`, of `size` bytes, left the items (deleted, expired, evicted)."""
+    def forgotten(self, key: str, item: Item, size: int) -> None:
+        """`item` under `key`, of `size` bytes, left the items (deleted, expired, evicted)."""
         if item.uses >= SMALL:
             self.small_keys -= 1
             self.small_bytes -= size
-            if len(self.small) > 2 * self.small_keys + 1024:
+            if key == self.taken:
+                self.taken = None
+                return
+            self.dead[key] = self.dead.get(key, 0) + 1
+            self.dead_entries += 1
+            # Dead entries keep their keys alive, uncounted: a quarter of the queue at most.
+            if self.dead_entries > self.small_keys // 4 + 64:
                 self._compact()
 
     def victim(self, over_keys: bool, counted_bytes: int) -> str:
@@ -127,42 +140,73 @@ class S3Fifo:
         keys if SIZE is what is over, else by bytes) or the small queue is empty, else
         from the small queue, its key remembered in the ghost table. Items passed on the
         way move along: promoted from the small queue, or around the main one."""
-        items, small, written = self.items, self.small, self.written
+        items = self.items
         if over_keys:
             main_over = len(items) - self.small_keys > self.main_keys
         else:
             main_over = counted_bytes - self.small_bytes > self.main_bytes
         moves = self.MAX_MOVES
-        while small and not main_over:
-            key = small.popleft()
-            item = items.get(key)
-            uses = -1 if item is None else item.uses
-            if uses < SMALL:
-                continue  # deleted from the small queue since (maybe written again)
-            if key == written:  # nothing older is left in the small queue
-                small.appendleft(key)
-                break
-            if uses < PROMOTED or not moves:
-                code = hash(key)  # (forgotten() counts it out of the small queue)
-                self.ghost[code & self.ghost_mask] = code
+        if not main_over and self.small:
+            key, moves = self._small_victim(moves)
+            if key is not None:
                 return key
-            item.uses = 0
-            self.small_keys -= 1
-            self.small_bytes -= item_bytes(key, item.value, item.expires_at)
-            items.move_to_end(key)
-            moves -= 1
-        while True:
+        written = self.written
+        skipped = 0
+        while skipped < len(items):
             key = next(iter(items))
             item = items[key]
-            if key == written and len(items) > 1:
+            uses = item.uses
+            if uses >= SMALL or key == written:
+                # Out of the main queue's way, not one of its moves: each small-queue item
+                # is passed so once a round of the main queue at most.
                 items.move_to_end(key)
+                skipped += 1
                 continue
-            if not item.uses or moves <= 0:
+            if not uses or moves <= 0:
                 return key
-            if item.uses < SMALL:
-                item.uses -= 1
-            items.move_to_end(key)  # (a small-queue item only out of the main queue's way)
+            item.uses = uses - 1
+            items.move_to_end(key)
             moves -= 1
+        # The main queue holds no item but the one just written: the small queue's first
+        # goes, read or not (libCacheSim, evicting before it inserts, would find the main
+        # queue empty).
+        key, _ = self._small_victim(0)
+        return next(iter(items)) if key is None else key
+
+    def _small_victim(self, moves: int) -> tuple[Optional[str], int]:
+        """The small queue's first item not read since it came, remembered in the ghost
+        table; the read ones before it move on to the main queue. None if it has no such
+        item (all moved on, or only the item just written, set aside and put back)."""
+        items, small, dead, written = self.items, self.small, self.dead, self.written
+        held = None
+        try:
+            while small:
+                key = small.popleft()
+                if dead and key in dead:
+                    self.dead_entries -= 1
+                    if dead[key] == 1:
+                        del dead[key]
+                    else:
+                        dead[key] -= 1
+                    continue
+                if key == written:
+                    held = key
+                    continue
+                item = items[key]
+                if item.uses < PROMOTED or not moves:
+                    code = hash(key)
+                    self.ghost[code & self.ghost_mask] = code
+                    self.taken = key  # forgotten() counts it out of the small queue
+                    return key, moves
+                item.uses = 0
+                self.small_keys -= 1
+                self.small_bytes -= item_bytes(key, item.value, item.expires_at)
+                items.move_to_end(key)
+                moves -= 1
+            return None, moves
+        finally:
+            if held is not None:
+                small.appendleft(held)
 
     def _grow_ghost(self) -> None:
         """Grow the ghost table (empty) to a slot for every item held at least."""
@@ -172,11 +216,14 @@ class S3Fifo:
         self.ghost_outgrown = slots
 
     def _compact(self) -> None:
-        """Drop the small queue's keys deleted since they came, once they are half of it."""
-        items, kept, seen = self.items, deque(), set()
-        for key in self.small:
+        """Drop the small queue's dead entries: each key's last entry is its live one."""
+        items, kept, seen = self.items, [], set()
+        for key in reversed(self.small):
             item = items.get(key)
             if item is not None and item.uses >= SMALL and key not in seen:
                 seen.add(key)
                 kept.append(key)
-        self.small = kept
+        kept.reverse()
+        self.small = deque(kept)
+        self.dead.clear()
+        self.dead_entries = 0

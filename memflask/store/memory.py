@@ -227,7 +227,7 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, MemoryClock, Store):
             size = str_bytes(key) + str_bytes(item.value) + ITEM_BYTES
             self._bytes -= size
         if self._policy is not None:
-            self._policy.forgotten(item, size)
+            self._policy.forgotten(key, item, size)
 
     def _store(self, key: str, item: Item, current: Optional[Item], now: float) -> Item:
         value = item.value

@@ -81,7 +81,8 @@ class MemoryKeyspace:
             )
 
     def export(self) -> list[tuple[str, str, Optional[float]]]:
-        """Every live item as (key, value, expires_at), least recently used first."""
+        """Every live item as (key, value, expires_at), in the items' order (lru: least
+        recently used first)."""
         with self._lock:
             now = self._now()
             return [
@@ -91,7 +92,8 @@ class MemoryKeyspace:
             ]
 
     def restore(self, items: Iterable[tuple[str, str, Optional[float]]]) -> int:
-        """Store exported items in order, so recency is kept; return how many are held.
+        """Store exported items in order (so lru's recency is kept; s3fifo starts cold);
+        return how many are held.
 
         Expired items, and items too large for this store's cap, are skipped.
         """

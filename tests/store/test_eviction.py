@@ -5,6 +5,7 @@ The lru policy is the model in test_properties.py."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import Optional
 
 import pytest
@@ -117,12 +118,30 @@ def test_one_eviction_moves_at_most_max_moves_items(monkeypatch):
     assert list(store._items)[-6:] == ["new", *order[:5]]
 
 
+def test_a_key_written_again_after_its_delete_takes_a_new_place():
+    store = MemoryStore(max_keys=3, eviction="s3fifo")
+    fill(store, ["a", "b", "c"])
+    store.update("a", lambda current, now: DELETE)
+    fill(store, ["a", "d"])  # "a" is newer than "b" and "c" now
+    assert [key for key in ("a", "b", "c", "d") if store.peek(key) is not None] == ["a", "c", "d"]
+
+
+def test_an_expired_key_written_again_takes_a_new_place():
+    clock = FakeClock()
+    store = MemoryStore(max_keys=3, clock=clock, eviction="s3fifo")
+    store.update("a", lambda current, now: Item("x", now + 1))
+    fill(store, ["b", "c"])
+    clock.tick(2)
+    fill(store, ["a", "d"])
+    assert [key for key in ("a", "b", "c", "d") if store.peek(key) is not None] == ["a", "c", "d"]
+
+
 def test_deleted_small_queue_keys_do_not_pile_up():
     store = MemoryStore(max_keys=0, eviction="s3fifo")
     for n in range(20_000):
         store.update(f"k{n}", value_of("x"))
         store.update(f"k{n}", lambda current, now: DELETE)
-    assert len(store._policy.small) <= 1024 + 2
+    assert len(store._policy.small) <= 64 + 2
     assert store._policy.small_keys == 0
     assert store.stats()["bytes"] == 0
 
@@ -347,7 +366,11 @@ class S3FifoMachine(RuleBasedStateMachine):
         store, policy = self.store, self.store._policy
         small = [key for key, item in store._items.items() if item.uses >= SMALL]
         assert policy.small_keys == len(small)
-        assert set(small) <= set(policy.small)
+        # Each small-queue key has one live entry in the deque, after its dead ones.
+        entries = Counter(policy.small)
+        for key in {*entries, *small}:
+            assert entries[key] == policy.dead.get(key, 0) + (key in small)
+        assert policy.dead_entries == sum(policy.dead.values())
         assert policy.small_bytes == sum(
             item_bytes(key, store._items[key].value, store._items[key].expires_at) for key in small
         )
