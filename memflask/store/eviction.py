@@ -65,10 +65,11 @@ class S3Fifo:
     """
 
     SMALL_SHARE = 0.1  # of the cache's keys, or of its bytes when MAX_BYTES is what is over
-    # Items one eviction may move along (promote or reinsert) before it evicts the item
-    # then at the end of its queue whatever its reads: libCacheSim's S3FIFO has no such
-    # bound, and after a long run of hits one eviction could move every item three times
-    # over (three million moves for a million keys) with the lock held.
+    # Items one eviction may move along in each queue (promote, or send round) before it
+    # evicts the item then at the end of the queue whatever its reads: libCacheSim's
+    # S3FIFO has no such bound, and after a long run of hits one eviction could move
+    # every item three times over (three million moves for a million keys) with the lock
+    # held.
     MAX_MOVES = 1024
 
     def __init__(self, items: OrderedDict[str, Item], max_keys: int, max_bytes: int):
@@ -145,13 +146,12 @@ class S3Fifo:
             main_over = len(items) - self.small_keys > self.main_keys
         else:
             main_over = counted_bytes - self.small_bytes > self.main_bytes
-        moves = self.MAX_MOVES
         if not main_over and self.small:
-            key, moves = self._small_victim(moves)
+            key = self._small_victim(self.MAX_MOVES)
             if key is not None:
                 return key
         written = self.written
-        skipped = 0
+        moves, skipped = self.MAX_MOVES, 0
         while skipped < len(items):
             key = next(iter(items))
             item = items[key]
@@ -170,13 +170,14 @@ class S3Fifo:
         # The main queue holds no item but the one just written: the small queue's first
         # goes, read or not (libCacheSim, evicting before it inserts, would find the main
         # queue empty).
-        key, _ = self._small_victim(0)
+        key = self._small_victim(0)
         return next(iter(items)) if key is None else key
 
-    def _small_victim(self, moves: int) -> tuple[Optional[str], int]:
-        """The small queue's first item not read since it came, remembered in the ghost
-        table; the read ones before it move on to the main queue. None if it has no such
-        item (all moved on, or only the item just written, set aside and put back)."""
+    def _small_victim(self, moves: int) -> Optional[str]:
+        """The small queue's first item not read since it came (or any, after `moves`
+        promotions), remembered in the ghost table; the read ones before it move on to
+        the main queue. None if it has no such item (all moved on, or only the item just
+        written, set aside and put back)."""
         items, small, dead, written = self.items, self.small, self.dead, self.written
         held = None
         try:
@@ -197,13 +198,13 @@ class S3Fifo:
                     code = hash(key)
                     self.ghost[code & self.ghost_mask] = code
                     self.taken = key  # forgotten() counts it out of the small queue
-                    return key, moves
+                    return key
                 item.uses = 0
                 self.small_keys -= 1
                 self.small_bytes -= item_bytes(key, item.value, item.expires_at)
                 items.move_to_end(key)
                 moves -= 1
-            return None, moves
+            return None
         finally:
             if held is not None:
                 small.appendleft(held)
