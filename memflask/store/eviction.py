@@ -151,8 +151,8 @@ class S3Fifo:
             if key is not None:
                 return key
         written = self.written
-        moves, skipped = self.MAX_MOVES, 0
-        while skipped < len(items):
+        moves = skips = self.MAX_MOVES
+        while skips > 0 and len(items) > 1:
             key = next(iter(items))
             item = items[key]
             uses = item.uses
@@ -160,14 +160,15 @@ class S3Fifo:
                 # Out of the main queue's way, not one of its moves: each small-queue item
                 # is passed so once a round of the main queue at most.
                 items.move_to_end(key)
-                skipped += 1
+                skips -= 1
                 continue
             if not uses or moves <= 0:
                 return key
             item.uses = uses - 1
             items.move_to_end(key)
             moves -= 1
-        # The main queue holds no item but the one just written: the small queue's first
+        # MAX_MOVES small-queue items passed (the main queue's end lies beyond them), or
+        # the main queue holds no item but the one just written: the small queue's first
         # goes, read or not (libCacheSim, evicting before it inserts, would find the main
         # queue empty).
         key = self._small_victim(0)
