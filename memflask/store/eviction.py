@@ -15,6 +15,12 @@ EVICTION_POLICIES = (LRU, S3FIFO)
 
 # The ghost table's first size, in slots (8 bytes each): it grows with the items held.
 GHOST_FIRST_SLOTS = 8
+# What s3fifo holds for each item besides the store's own per-item overhead: its slot in
+# the small queue's deque and its share of the ghost table (one or two 8-byte slots),
+# counted against MAX_BYTES on top of ITEM_BYTES. Measured as ITEM_BYTES is: the RSS
+# growth per item of s3fifo stores less lru's, 11 to 33 bytes on CPython 3.10 and 3.11
+# (tests/store/test_memory_cap.py checks it).
+POLICY_ITEM_BYTES = 24
 
 # Item.uses under s3fifo: a main-queue item's count of reads, 0 to 3; a small-queue
 # item's is SMALL plus its count, 0 to PROMOTE_AT (what happens past that is the same).
@@ -59,9 +65,9 @@ class S3Fifo:
     the same requests give hit ratios a few hundredths of a point apart.
 
     The item just written is never the one its own write evicts (libCacheSim evicts
-    before it inserts). The store's lock guards the policy. What it holds beyond the
-    items (the deque's slots, the ghost table's) is within ITEM_BYTES, measured with it
-    (tests/store/test_memory_cap.py).
+    before it inserts). The store's lock guards the policy. What it holds beside the
+    items is counted as POLICY_ITEM_BYTES an item: `admit` and `forgotten` return it,
+    for the store to add to its count.
     """
 
     SMALL_SHARE = 0.1  # of the cache's keys, or of its bytes when MAX_BYTES is what is over
@@ -101,19 +107,21 @@ class S3Fifo:
         item = self.items[key]
         item.uses = READ[item.uses]
 
-    def admit(self, key: str, item: Item, size: int) -> None:
-        """A new item, just stored under `key` (at the items' end), of `size` bytes."""
+    def admit(self, key: str, item: Item, size: int) -> int:
+        """A new item, just stored under `key` (at the items' end), of `size` bytes; the
+        bytes the policy counts for it."""
         self.written = key
         if len(self.items) > self.ghost_outgrown:
             self._grow_ghost()
         code = hash(key)
         if self.ghost[code & self.ghost_mask] == code:
             self.ghost[code & self.ghost_mask] = 0
-            return  # into the main queue: where it stands, uses 0
+            return POLICY_ITEM_BYTES  # into the main queue: where it stands, uses 0
         item.uses = SMALL
         self.small.append(key)
         self.small_keys += 1
-        self.small_bytes += size
+        self.small_bytes += size + POLICY_ITEM_BYTES
+        return POLICY_ITEM_BYTES
 
     def rewritten(self, key: str, item: Item, current: Item, grown: int) -> None:
         """`item` replaced `current` in its place, `grown` bytes larger: a read too."""
@@ -122,19 +130,21 @@ class S3Fifo:
         if current.uses >= SMALL:
             self.small_bytes += grown
 
-    def forgotten(self, key: str, item: Item, size: int) -> None:
-        """`item` under `key`, of `size` bytes, left the items (deleted, expired, evicted)."""
+    def forgotten(self, key: str, item: Item, size: int) -> int:
+        """`item` under `key`, of `size` bytes, left the items (deleted, expired, evicted);
+        the bytes the policy no longer counts for it."""
         if item.uses >= SMALL:
             self.small_keys -= 1
-            self.small_bytes -= size
+            self.small_bytes -= size + POLICY_ITEM_BYTES
             if key == self.taken:
                 self.taken = None
-                return
+                return POLICY_ITEM_BYTES
             self.dead[key] = self.dead.get(key, 0) + 1
             self.dead_entries += 1
             # Dead entries keep their keys alive, uncounted: a quarter of the queue at most.
             if self.dead_entries > self.small_keys // 4 + 64:
                 self._compact()
+        return POLICY_ITEM_BYTES
 
     def victim(self, over_keys: bool, counted_bytes: int) -> str:
         """The key to evict now: from the main queue if it holds more than its share (by
@@ -203,6 +213,7 @@ class S3Fifo:
                 item.uses = 0
                 self.small_keys -= 1
                 self.small_bytes -= item_bytes(key, item.value, item.expires_at)
+                self.small_bytes -= POLICY_ITEM_BYTES
                 items.move_to_end(key)
                 moves -= 1
             return None

@@ -213,7 +213,7 @@ class ExpiryIndex:
             size = str_bytes(key) + str_bytes(item.value) + EXPIRING_ITEM_BYTES
             uncounted += size + self.unfile(item)
             if self.policy is not None:
-                self.policy.forgotten(key, item, size)
+                uncounted += self.policy.forgotten(key, item, size)
             reclaimed += 1
         return reclaimed, uncounted
 

@@ -25,7 +25,7 @@ from .base import (
     TtlItem,
     str_bytes,
 )
-from .eviction import LRU, S3FIFO, S3Fifo
+from .eviction import LRU, POLICY_ITEM_BYTES, S3FIFO, S3Fifo
 from .expiry_index import ExpiryIndex
 from .leases import LeaseTable
 from .memory_clock import MemoryClock
@@ -89,6 +89,7 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, MemoryClock, Store):
         # None under lru, whose order is the items' own: a hit moves its key to the end.
         self._policy = S3Fifo(self._items, max_keys, max_bytes) if eviction == S3FIFO else None
         self._touch = self._items.move_to_end if self._policy is None else self._policy.touch
+        self._policy_bytes = 0 if self._policy is None else POLICY_ITEM_BYTES  # an item's
         self._index = ExpiryIndex(self._items, self._versions, self._policy)
         self._leases = LeaseTable()
 
@@ -227,7 +228,7 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, MemoryClock, Store):
             size = str_bytes(key) + str_bytes(item.value) + ITEM_BYTES
             self._bytes -= size
         if self._policy is not None:
-            self._policy.forgotten(key, item, size)
+            self._bytes -= self._policy.forgotten(key, item, size)
 
     def _store(self, key: str, item: Item, current: Optional[Item], now: float) -> Item:
         value = item.value
@@ -240,7 +241,9 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, MemoryClock, Store):
         )
         max_bytes = self.max_bytes
         # Alone, with its second's bucket: if that does not fit, evicting cannot help.
-        if max_bytes and size + (EXPIRY_SECOND_BYTES if expiring else 0) > max_bytes:
+        if max_bytes and size + (EXPIRY_SECOND_BYTES if expiring else 0) + self._policy_bytes > (
+            max_bytes
+        ):
             raise ItemTooLarge(f"{size} bytes do not fit in a store of {max_bytes} bytes")
         item.version = next(self._versions)
         items = self._items
@@ -259,7 +262,7 @@ class MemoryStore(MemoryLeases, MemoryKeyspace, MemoryClock, Store):
             if expiring:
                 self._bytes += index.file(key, item)
             if policy is not None:
-                policy.admit(key, item, size)
+                self._bytes += policy.admit(key, item, size)
         else:
             if policy is None:
                 items.move_to_end(key)  # cheaper than deleting and inserting again

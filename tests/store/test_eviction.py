@@ -25,7 +25,7 @@ from memflask.store import (
     item_bytes,
     snapshot,
 )
-from memflask.store.eviction import GHOST_FIRST_SLOTS, SMALL, S3Fifo
+from memflask.store.eviction import GHOST_FIRST_SLOTS, POLICY_ITEM_BYTES, SMALL, S3Fifo
 from tests.harness.clock import FakeClock
 
 
@@ -101,7 +101,7 @@ def test_a_rewrite_counts_as_a_read_and_keeps_its_place():
     assert list(store._items) == ["a", "b"]
     assert store._items["a"].uses == SMALL + 1
     assert store._policy.small_bytes == sum(
-        item_bytes(key, item.value, None) for key, item in store._items.items()
+        item_bytes(key, item.value, None) + POLICY_ITEM_BYTES for key, item in store._items.items()
     )
 
 
@@ -221,9 +221,13 @@ def test_eviction_is_a_bad_setting_on_redis():
 
 
 def counted_bytes(store: MemoryStore) -> int:
-    """What the store should count: its items and their seconds' buckets."""
+    """What the store should count: its items (with the policy's bytes for each) and their
+    seconds' buckets."""
     items = store._items
-    total = sum(item_bytes(key, item.value, item.expires_at) for key, item in items.items())
+    total = sum(
+        item_bytes(key, item.value, item.expires_at) + POLICY_ITEM_BYTES
+        for key, item in items.items()
+    )
     return total + EXPIRY_SECOND_BYTES * len(
         {int(item) for item in items.values() if item.expires_at}
     )
@@ -294,7 +298,8 @@ class S3FifoMachine(RuleBasedStateMachine):
             item = self.write(key, lambda current, now: Item(value, expires_at))
         except ItemTooLarge:
             second = EXPIRY_SECOND_BYTES if expires_at is not None else 0
-            assert self.max_bytes and item_bytes(key, value, expires_at) + second > self.max_bytes
+            size = item_bytes(key, value, expires_at) + second + POLICY_ITEM_BYTES
+            assert self.max_bytes and size > self.max_bytes
             return
         self.written[key] = (value, expires_at)
         if expires_at is None or expires_at > self.clock.now:  # held, whatever was evicted
@@ -372,7 +377,9 @@ class S3FifoMachine(RuleBasedStateMachine):
             assert entries[key] == policy.dead.get(key, 0) + (key in small)
         assert policy.dead_entries == sum(policy.dead.values())
         assert policy.small_bytes == sum(
-            item_bytes(key, store._items[key].value, store._items[key].expires_at) for key in small
+            item_bytes(key, store._items[key].value, store._items[key].expires_at)
+            + POLICY_ITEM_BYTES
+            for key in small
         )
         assert {item.uses for item in store._items.values()} <= {0, 1, 2, 3, SMALL, SMALL + 1}
         assert store._bytes == counted_bytes(store)

@@ -26,6 +26,7 @@ from memflask.store import (
     item_bytes,
     str_bytes,
 )
+from memflask.store.eviction import POLICY_ITEM_BYTES
 
 # The checkout, where `python -m tests.store.test_memory_cap` runs. Not imported from conftest:
 # a measuring child imports nothing but this module and the store (no Flask, no Redis).
@@ -104,13 +105,16 @@ def _growth_per_item(kind: str, eviction: str) -> float:
     return sum(samples) / len(samples)
 
 
-# Under s3fifo the same constants hold what the policy keeps beside the items (the small
-# queue's deque, the ghost table): measured with them, they must be within the same bounds.
+# Under s3fifo a store counts POLICY_ITEM_BYTES more an item, for what the policy keeps
+# beside the items (the small queue's deque, the ghost table): measured with them.
 @pytest.mark.parametrize("eviction", ["lru", "s3fifo"])
 def test_per_item_constants_are_within_15_percent_of_a_fresh_measurement(eviction):
     measured = measure_overheads(eviction)
-    assert measured["item"] == pytest.approx(ITEM_BYTES, rel=0.15), measured
-    assert measured["expiring_item"] == pytest.approx(EXPIRING_ITEM_BYTES, rel=0.15), measured
+    policy = POLICY_ITEM_BYTES if eviction == "s3fifo" else 0  # what s3fifo counts besides
+    assert measured["item"] == pytest.approx(ITEM_BYTES + policy, rel=0.15), measured
+    assert measured["expiring_item"] == pytest.approx(EXPIRING_ITEM_BYTES + policy, rel=0.15), (
+        measured
+    )
     # The difference of two measurements four times its size: their few percent of noise
     # (runs here gave 194 to 240 across CPython 3.9 to 3.13) make 25% the tolerance.
     assert measured["expiry_second"] == pytest.approx(EXPIRY_SECOND_BYTES, rel=0.25), measured
