@@ -4,6 +4,7 @@ the comparison means nothing; and its table must carry every target the issue se
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import pytest
@@ -195,3 +196,19 @@ def test_targets_are_judged_against_the_server_s_own_references_and_the_original
         "vs original /get hit >= 2: no --reference"
     ]
     assert verdicts("/mget x100", "granian", measures, ("go",)) == ["vs go /get hit >= 2: met"]
+
+
+def test_a_bench_server_runs_in_the_bench_s_session_in_a_process_group_of_its_own():
+    # Linux's autogroup scheduler shares the CPU between sessions first: a server in a
+    # session of its own got about half the cores against wrk, which runs in the
+    # bench's session, as a reference started from the bench's shell does.
+    from bench.http_bench import LocalServer
+
+    server = LocalServer("bare-wsgi", "waitress")
+    try:
+        pid = server.process.pid
+        assert os.getsid(pid) == os.getsid(0)
+        assert os.getpgid(pid) == pid != os.getpgid(0)
+    finally:
+        server.stop()
+    assert server.process.poll() is not None
