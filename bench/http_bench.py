@@ -21,9 +21,12 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import NamedTuple, Optional
+
+import psutil
 
 from . import serve
 
@@ -299,6 +302,45 @@ def parse_reference(text: str) -> tuple[str, str]:
     return name, url
 
 
+def other_session_note(name: str, url: str) -> Optional[str]:
+    """A note when reference `name`, listening on this machine, runs in a scheduler
+    autogroup other than the bench's (see LocalServer): its figures would not compare."""
+    address = urllib.parse.urlsplit(url)
+    if address.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    pid = listening_pid(address.port or 80)
+    if pid is None or autogroup(pid) in (None, autogroup(os.getpid())):
+        return None
+    return (
+        f"reference {name} (pid {pid}) runs in another session, so Linux's autogroup "
+        f"scheduler gives it a CPU share of its own: start it from the shell that runs "
+        f"the bench, or its ratios mean little"
+    )
+
+
+def listening_pid(port: int) -> Optional[int]:
+    """The process listening on TCP `port` here, when this user may see it."""
+    try:
+        connections = psutil.net_connections("tcp")
+    except psutil.Error:
+        return None
+    for connection in connections:
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+            return connection.pid
+    return None
+
+
+def autogroup(pid: int) -> Optional[str]:
+    """The autogroup ("/autogroup-12") the scheduler puts `pid` in, or None where it
+    shares the CPU by thread alone (not Linux, or autogroup turned off)."""
+    try:
+        if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
+            return None
+        return Path(f"/proc/{pid}/autogroup").read_text().split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def measure_http(
     seconds: float, rounds: int, references: Optional[dict[str, str]] = None
 ) -> Result:
@@ -324,6 +366,9 @@ def measure_http(
             except (OSError, http.client.HTTPException) as error:
                 sys.exit(f"bench: reference {name} at {url} did not take the seed keys: {error}")
             running[Target(name, "reference")] = reference
+            note = other_session_note(name, url)
+            if note:
+                notes.append(note)
         for server in servers:
             for app in LOCAL_APPS:
                 if app == serve.PLAIN_WAITRESS and server != "waitress":

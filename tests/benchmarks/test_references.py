@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
+import subprocess
 import sys
+import time
 
 import pytest
 from werkzeug.test import Client
@@ -17,6 +20,8 @@ from bench.http_bench import (
     Server,
     Target,
     aimed_at,
+    autogroup,
+    other_session_note,
     parse_reference,
     scenarios,
 )
@@ -24,7 +29,7 @@ from bench.references import bare_wsgi_app, minimal_flask_app
 from bench.targets import EVERY_SERVER, GOALS, ORIGINAL, verdicts
 from memflask.config import default_threads
 from memflask.serving import granian as granian_server
-from tests.harness.servers import ROOT
+from tests.harness.servers import ROOT, free_port
 
 
 @pytest.mark.parametrize("make", [minimal_flask_app, bare_wsgi_app])
@@ -212,3 +217,43 @@ def test_a_bench_server_runs_in_the_bench_s_session_in_a_process_group_of_its_ow
     finally:
         server.stop()
     assert server.process.poll() is not None
+
+
+def start_http_server(port: int, own_session: bool) -> subprocess.Popen:
+    """Python's own http.server on `port`, listening once this returns (30 s at most)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=own_session,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return process
+        except ConnectionRefusedError:
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError("http.server did not listen")
+
+
+@pytest.mark.skipif(
+    autogroup(os.getpid()) is None,
+    reason="the scheduler shares the CPU by thread alone here: no session is favoured",
+)
+def test_the_bench_notes_a_reference_that_runs_in_another_session():
+    ports = {own_session: free_port() for own_session in (False, True)}
+    servers = [start_http_server(port, own_session) for own_session, port in ports.items()]
+    try:
+        assert other_session_note("go", f"http://127.0.0.1:{ports[False]}") is None
+        note = other_session_note("go", f"http://127.0.0.1:{ports[True]}")
+        assert note is not None
+        assert f"reference go (pid {servers[1].pid}) runs in another session" in note
+        # Not on this machine, or nothing listening: nothing to tell.
+        assert other_session_note("go", "http://192.0.2.1:8000") is None
+        assert other_session_note("go", f"http://127.0.0.1:{free_port()}") is None
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait(timeout=30)
