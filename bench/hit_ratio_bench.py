@@ -20,15 +20,13 @@ import gc
 import importlib.util
 import json
 import random
-import subprocess
-import sys
 import time
 from typing import NamedTuple, Optional
 
 from memflask.store import EVICTION_POLICIES, ITEM_BYTES, Item, MemoryStore, str_bytes
 
+from .fresh_process import child_result, rss_bytes
 from .report import print_table
-from .store_bench import ROOT, _rss_bytes
 
 ALPHAS = (0.8, 1.0, 1.2)
 CACHE_SHARES = (0.01, 0.10)
@@ -173,21 +171,15 @@ def reference_hit_ratio(name: str, workload: Workload, ids: list[int], capacity:
 def bytes_per_item(eviction: str, objects: int) -> float:
     """In a fresh process: RSS growth per item held, beyond its key and value strings, of a
     store at 10% of the objects after the Zipf 1 sequence with scans."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.hit_ratio_bench", "--memory", eviction, str(objects)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout)["bytes_per_item"]
+    measured = child_result("bench.hit_ratio_bench", "--memory", eviction, str(objects))
+    return measured["bytes_per_item"]
 
 
 def _memory_child(eviction: str, objects: int) -> None:
     workload = Workload(1.0, 0.1, scans=True)
     ids = sequence(workload, objects)
     gc.collect()
-    before = _rss_bytes()
+    before = rss_bytes()
     store = MemoryStore(max_keys=cache_objects(workload, objects), max_bytes=0, eviction=eviction)
     for number in ids:
         key = str(number)  # made afresh, as a server parsing requests does
@@ -196,7 +188,7 @@ def _memory_child(eviction: str, objects: int) -> None:
     gc.collect()
     held = store.export()
     strings = sum(str_bytes(key) + str_bytes(value) for key, value, _ in held)
-    print(json.dumps({"bytes_per_item": (_rss_bytes() - before - strings) / len(held)}))
+    print(json.dumps({"bytes_per_item": (rss_bytes() - before - strings) / len(held)}))
 
 
 def available() -> bool:

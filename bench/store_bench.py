@@ -11,19 +11,18 @@ import gc
 import json
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Callable
 
 import cachetools
 
 from memflask.store import Item, MemoryStore
 
-ROOT = Path(__file__).resolve().parent.parent
+from .fresh_process import child_result, rss_bytes
+
 TTL_SECONDS = 300
 VALUE = "v" * 16
 
@@ -139,21 +138,9 @@ def measure_mix(
     return {key: statistics.median(values) for key, values in runs.items()}
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * 4096
-
-
 def bytes_per_item(kind: str, count: int) -> float:
     """Run in a fresh process: RSS growth per item for `count` items (keys made first)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.store_bench", kind, str(count)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout)["bytes_per_item"]
+    return child_result("bench.store_bench", kind, str(count))["bytes_per_item"]
 
 
 def _memory_child(kind: str, count: int) -> None:
@@ -161,11 +148,11 @@ def _memory_child(kind: str, count: int) -> None:
     values = [f"value:{number}" for number in range(count)]
     structure = STRUCTURES[kind](count)
     gc.collect()
-    before = _rss_bytes()
+    before = rss_bytes()
     for key, value in zip(keys, values):
         structure.set(key, value)
     gc.collect()
-    print(json.dumps({"bytes_per_item": (_rss_bytes() - before) / count}))
+    print(json.dumps({"bytes_per_item": (rss_bytes() - before) / count}))
 
 
 if __name__ == "__main__":
