@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import statistics
+from typing import Sequence
+
 from .http_bench import Measure
+
+
+def p99(values: Sequence[float]) -> float:
+    """The 99th percentile of `values` (two at least), interpolated as statistics does."""
+    return statistics.quantiles(values, n=100, method="inclusive")[98]
 
 
 def rate(measure: Measure) -> str:

@@ -34,7 +34,7 @@ from memflask.client import Client, MemflaskConnectionError
 from memflask.placement import server_for
 
 from .http_bench import free_port
-from .report import print_table
+from .report import p99, print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = (1, 2, 4)
@@ -152,8 +152,7 @@ def live_gets(urls: list[str], processes: list[subprocess.Popen]) -> tuple[float
             started = time.perf_counter()
             client.get(key)
             timings.append((time.perf_counter() - started) * 1000)
-    timings.sort()
-    return statistics.median(timings), timings[int(len(timings) * 0.99) - 1]
+    return statistics.median(timings), p99(timings)
 
 
 def print_section(result: ShardResult) -> None:

@@ -28,7 +28,7 @@ from typing import Callable, NamedTuple
 from memflask.client import Client
 
 from .http_bench import free_port
-from .report import print_table
+from .report import p99, print_table
 from .shard_bench import start, stop, wait_until_serving
 
 READERS = 16
@@ -118,8 +118,7 @@ def measure_stampede(seconds: float, rounds: int) -> StampedeResult:
 
 
 def percentiles(values: list[float]) -> tuple[float, float, float]:
-    values = sorted(values)
-    return statistics.median(values), values[max(0, int(len(values) * 0.99) - 1)], values[-1]
+    return statistics.median(values), p99(values), max(values)
 
 
 def print_section(result: StampedeResult) -> None:
