@@ -313,8 +313,8 @@ def other_session_note(name: str, url: str) -> Optional[str]:
         return None
     return (
         f"reference {name} (pid {pid}) runs in another session, so Linux's autogroup "
-        f"scheduler gives it a CPU share of its own: start it from the shell that runs "
-        f"the bench, or its ratios mean little"
+        "scheduler gives it a CPU share of its own: start it from the shell that runs "
+        "the bench, or its ratios mean little"
     )
 
 
