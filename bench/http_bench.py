@@ -306,7 +306,7 @@ def other_session_note(name: str, url: str) -> Optional[str]:
     """A note when reference `name`, listening on this machine, runs in a scheduler
     autogroup other than the bench's (see LocalServer): its figures would not compare."""
     address = urllib.parse.urlsplit(url)
-    if address.hostname not in ("127.0.0.1", "localhost", "::1"):
+    if address.hostname not in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
         return None
     pid = listening_pid(address.port or 80)
     if pid is None or autogroup(pid) in (None, autogroup(os.getpid())):
@@ -325,14 +325,17 @@ def listening_pid(port: int) -> Optional[int]:
     except psutil.Error:
         return None
     for connection in connections:
-        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+        listening = connection.status == psutil.CONN_LISTEN and connection.laddr.port == port
+        if listening and connection.pid is not None:
             return connection.pid
     return None
 
 
 def autogroup(pid: int) -> Optional[str]:
     """The autogroup ("/autogroup-12") the scheduler puts `pid` in, or None where it
-    shares the CPU by thread alone (not Linux, or autogroup turned off)."""
+    shares the CPU by thread alone (not Linux, or autogroup turned off). Linux groups
+    only processes in the root CPU cgroup so: in a container with a CPU controller the
+    note may warn of a share that is not applied."""
     try:
         if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
             return None

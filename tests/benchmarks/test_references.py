@@ -228,14 +228,14 @@ def start_http_server(port: int, own_session: bool) -> subprocess.Popen:
         start_new_session=own_session,
     )
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
             return process
         except ConnectionRefusedError:
             time.sleep(0.05)
     process.kill()
-    raise AssertionError("http.server did not listen")
+    raise AssertionError(f"http.server did not listen on {port} (exit {process.wait()})")
 
 
 @pytest.mark.skipif(
@@ -243,13 +243,16 @@ def start_http_server(port: int, own_session: bool) -> subprocess.Popen:
     reason="the scheduler shares the CPU by thread alone here: no session is favoured",
 )
 def test_the_bench_notes_a_reference_that_runs_in_another_session():
-    ports = {own_session: free_port() for own_session in (False, True)}
-    servers = [start_http_server(port, own_session) for own_session, port in ports.items()]
+    same_port, other_port = free_port(), free_port()
+    servers = []
     try:
-        assert other_session_note("go", f"http://127.0.0.1:{ports[False]}") is None
-        note = other_session_note("go", f"http://127.0.0.1:{ports[True]}")
+        servers.append(start_http_server(same_port, own_session=False))
+        other_session = start_http_server(other_port, own_session=True)
+        servers.append(other_session)
+        assert other_session_note("go", f"http://127.0.0.1:{same_port}") is None
+        note = other_session_note("go", f"http://127.0.0.1:{other_port}")
         assert note is not None
-        assert f"reference go (pid {servers[1].pid}) runs in another session" in note
+        assert f"reference go (pid {other_session.pid}) runs in another session" in note
         # Not on this machine, or nothing listening: nothing to tell.
         assert other_session_note("go", "http://192.0.2.1:8000") is None
         assert other_session_note("go", f"http://127.0.0.1:{free_port()}") is None
