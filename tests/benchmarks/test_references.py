@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import importlib
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 from werkzeug.test import Client
@@ -29,7 +27,7 @@ from bench.references import bare_wsgi_app, minimal_flask_app
 from bench.targets import EVERY_SERVER, GOALS, ORIGINAL, verdicts
 from memflask.config import default_threads
 from memflask.serving import granian as granian_server
-from tests.harness.servers import ROOT, free_port
+from tests.harness.servers import ROOT, free_port, wait_until_listening
 
 
 @pytest.mark.parametrize("make", [minimal_flask_app, bare_wsgi_app])
@@ -220,22 +218,13 @@ def test_a_bench_server_runs_in_the_bench_s_session_in_a_process_group_of_its_ow
 
 
 def start_http_server(port: int, own_session: bool) -> subprocess.Popen:
-    """Python's own http.server on `port`, listening once this returns (30 s at most)."""
-    process = subprocess.Popen(
+    """Python's own http.server on `port`, in a session of its own or the test's."""
+    return subprocess.Popen(
         [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=own_session,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()
-            return process
-        except ConnectionRefusedError:
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError(f"http.server did not listen on {port} (exit {process.wait()})")
 
 
 @pytest.mark.skipif(
@@ -249,6 +238,8 @@ def test_the_bench_notes_a_reference_that_runs_in_another_session():
         servers.append(start_http_server(same_port, own_session=False))
         other_session = start_http_server(other_port, own_session=True)
         servers.append(other_session)
+        wait_until_listening(same_port, servers[0])
+        wait_until_listening(other_port, other_session)
         assert other_session_note("go", f"http://127.0.0.1:{same_port}") is None
         note = other_session_note("go", f"http://127.0.0.1:{other_port}")
         assert note is not None

@@ -67,6 +67,19 @@ def wait_until_serving(port: int, process: subprocess.Popen) -> None:
     raise AssertionError("the server did not start")
 
 
+def wait_until_listening(port: int, process: subprocess.Popen) -> None:
+    """Wait (30 s at most) until `port` accepts connections: the process's socket is bound."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return
+        except ConnectionRefusedError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listened on port {port}")
+
+
 @contextlib.contextmanager
 def serving(command: list[str], port: int, environment: dict) -> Iterator[subprocess.Popen]:
     """A memflask server process run from the checkout, answering on `port`; stopped after."""

@@ -40,7 +40,13 @@ from memflask.serving.granian import (
 )
 from memflask.serving.waitress import waitress_options
 from tests.harness.granian_app import CONTROL_PATH, SECRET_HEADER
-from tests.harness.servers import ROOT, free_port, state_of, wait_until_serving
+from tests.harness.servers import (
+    ROOT,
+    free_port,
+    state_of,
+    wait_until_listening,
+    wait_until_serving,
+)
 from tests.serving.test_keep_alive import check_keep_alive
 from tests.serving.test_shutdown import start_slow_request
 
@@ -200,19 +206,6 @@ def raw_answer(port: int, data: bytes) -> tuple[int, bytes]:
             assert chunk, "closed in the middle of the body"
             body += chunk
         return int(head.split()[1]), body[:length]
-
-
-def wait_until_listening(port: int, process: subprocess.Popen) -> None:
-    """Wait (30 s at most) until `port` accepts connections: granian's socket is bound."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()
-            return
-        except ConnectionRefusedError:
-            time.sleep(0.05)
-    raise AssertionError("granian did not listen")
 
 
 def error_code(body: bytes) -> str:
